@@ -1,0 +1,1 @@
+"""Exploration policies. Pure numpy: arrays in, arrays out."""

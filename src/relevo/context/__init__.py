@@ -1,0 +1,1 @@
+"""User context: session state, long-term profile counters, stated preferences."""

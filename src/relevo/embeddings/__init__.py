@@ -1,0 +1,1 @@
+"""Encoders (content -> vector) and streaming vector updates."""

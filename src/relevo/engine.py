@@ -1,0 +1,308 @@
+"""The Engine: composition root and the one facade the API, CLI, tests and benchmarks use.
+
+    engine = Engine(Settings(home="/tmp/relevo"))
+    with engine:
+        engine.add_items([Item(id="m1", title="Heat (1995)", tags=["Action"])])
+        engine.ingest([Event(user_id="u1", item_id="m1", type="click")])
+        engine.wait_idle()
+        engine.recommend(RecommendRequest(user_id="u1", n=10))
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import orjson
+import structlog
+
+from relevo.bandits.linear_ts import LinearTS, LinTSConfig
+from relevo.bandits.persisted import PersistedPolicy
+from relevo.context.state import ITEMS_NS, PREFERENCES_NS
+from relevo.embeddings.encoder import TextEncoder
+from relevo.embeddings.streaming import StreamingConfig
+from relevo.errors import NotFound, ValidationError
+from relevo.observability.metrics import Metrics
+from relevo.records import Event, Item, Recommendation
+from relevo.retrieval.catalog import Catalog
+from relevo.retrieval.exact import ExactIndex
+from relevo.retrieval.hnsw import HnswIndex
+from relevo.settings import Settings
+from relevo.storage.protocols import AppendResult
+from relevo.storage.registry import open_store
+from relevo.stream.processor import GROUP, StreamProcessor
+from relevo.tiers.features import FEATURES, PRIOR_MEAN
+from relevo.tiers.streaming import RecommendRequest, StreamingTier
+
+log = structlog.get_logger(__name__)
+
+META_NS = "meta"
+MAX_PREFERENCES_BYTES = 16 * 1024
+
+
+def _encode_item(item: Item, vector: np.ndarray) -> bytes:
+    body = orjson.dumps(item.model_dump(mode="json", exclude_none=True))
+    return len(body).to_bytes(4, "little") + body + np.asarray(vector, dtype=np.float32).tobytes()
+
+
+def _decode_item(raw: bytes, dim: int) -> tuple[Item, np.ndarray]:
+    size = int.from_bytes(raw[:4], "little")
+    item = Item.model_validate(orjson.loads(raw[4 : 4 + size]))
+    return item, np.frombuffer(raw, dtype=np.float32, count=dim, offset=4 + size).copy()
+
+
+class Engine:
+    def __init__(self, settings: Settings | None = None, *, encoder: TextEncoder | None = None):
+        self.settings = settings or Settings()
+        self._encoder = encoder
+        self.metrics = Metrics()
+        self._opened = False
+        self._items_lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def encoder(self) -> TextEncoder:
+        if self._encoder is None:
+            from relevo.embeddings.minilm import MiniLMEncoder
+
+            cfg = self.settings.encoder
+            self._encoder = MiniLMEncoder(
+                cfg.model_dir or None, cfg.cache_dir or None, batch_size=cfg.batch_size, threads=cfg.threads
+            )
+        return self._encoder
+
+    def open(self) -> "Engine":
+        s = self.settings
+        s.home.mkdir(parents=True, exist_ok=True)
+        sync = s.storage.sqlite_synchronous
+        self.events = open_store("event_log", s.store_url("event_log"), sqlite_synchronous=sync)
+        self.features = open_store("feature_store", s.store_url("feature_store"), sqlite_synchronous=sync)
+        self.decisions = open_store("decision_log", s.store_url("decision_log"), sqlite_synchronous=sync)
+        self.models = open_store("model_store", s.store_url("model_store"), sqlite_synchronous=sync)
+        dim = self.encoder.dim
+        self.catalog = Catalog()
+        self.index = self._new_index(dim)
+        self._load_items(dim)
+        rec = s.recommend
+        bandit = LinearTS(
+            LinTSConfig(
+                dim=len(FEATURES), prior_mean=PRIOR_MEAN,
+                exploration=rec.exploration, propensity_samples=rec.propensity_samples,
+            )
+        )
+        self.policy = PersistedPolicy(bandit, self.features, self.models)
+        self.policy.load()
+        st = s.stream
+        self.processor = StreamProcessor(
+            self.events, self.features, self.index, self.catalog, self.decisions, self.policy, self.metrics,
+            StreamingConfig(st.long_decay, st.session_decay, st.session_gap_s),
+            batch_size=st.batch_size, poll_ms=st.poll_ms,
+        )
+        self.processor.load()
+        self.streaming = StreamingTier(
+            self.features, self.index, self.catalog, self.decisions, self.policy,
+            candidates=rec.candidates, session_gap_s=st.session_gap_s, seed=rec.seed,
+        )
+        self.processor.start()
+        self._opened = True
+        log.info("engine_opened", home=str(s.home), items=len(self.catalog))
+        return self
+
+    def _new_index(self, dim: int):
+        cfg = self.settings.index
+        if cfg.kind == "exact":
+            return ExactIndex(dim)
+        return HnswIndex(dim, m=cfg.m, ef_construction=cfg.ef_construction, ef_search=cfg.ef_search)
+
+    @property
+    def _index_path(self) -> Path:
+        return self.settings.home / f"index-{self.settings.index.kind}.bin"
+
+    def _load_items(self, dim: int) -> None:
+        """Catalog from the durable item store; the index from its snapshot when the
+        snapshot matches the store's item version, else rebuilt from the stored vectors."""
+        ids: list[str] = []
+        vectors: list[np.ndarray] = []
+        for _key, raw in self.features.scan(ITEMS_NS):
+            item, vector = _decode_item(raw, dim)
+            self.catalog.upsert(item, added_at=item.created_at)
+            ids.append(item.id)
+            vectors.append(vector)
+        version = self._items_version()
+        snapshot_meta = self._index_path.with_suffix(".version")
+        if ids and snapshot_meta.exists() and snapshot_meta.read_text() == str(version):
+            try:
+                self.index.load(self._index_path)
+                if len(self.index) == len(ids):
+                    return
+            except (OSError, ValueError, RuntimeError) as exc:
+                log.warning("index_snapshot_unusable", error=repr(exc))
+            self.index = self._new_index(dim)
+        if ids:
+            for start in range(0, len(ids), 10_000):
+                self.index.upsert(ids[start : start + 10_000], np.vstack(vectors[start : start + 10_000]))
+        self.metrics.items.set(len(self.catalog))
+
+    def _items_version(self) -> int:
+        raw = self.features.get(META_NS, "items_version")
+        return int(raw) if raw else 0
+
+    def close(self) -> None:
+        if not self._opened:
+            return
+        self.processor.stop()
+        with self.policy.lock:
+            self.policy.maybe_snapshot(force=True)
+        try:
+            self.index.save(self._index_path)
+            self._index_path.with_suffix(".version").write_text(str(self._items_version()))
+        except OSError as exc:
+            log.warning("index_snapshot_failed", error=repr(exc))
+        for store in (self.events, self.features, self.decisions, self.models):
+            store.close()
+        self._opened = False
+
+    def __enter__(self) -> "Engine":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- catalog -------------------------------------------------------------------------
+
+    def add_items(self, items: Sequence[Item], vectors: np.ndarray | None = None) -> int:
+        """Embed (unless ``vectors`` (n, dim) are given) and store items; they are
+        recommendable when this returns."""
+        if not items:
+            return 0
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.id in seen:
+                raise ValidationError(f"item id {item.id!r} appears twice in the batch", field=f"items[{i}].id")
+            seen.add(item.id)
+        if vectors is None:
+            vectors = self.encoder.encode([it.content_text() for it in items])
+        else:
+            vectors = np.asarray(vectors, dtype=np.float32)
+            if vectors.shape != (len(items), self.index.dim):
+                raise ValidationError(f"vectors have shape {vectors.shape}, expected ({len(items)}, {self.index.dim})")
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        now = time.time()
+        stamped = [it if it.created_at is not None else it.model_copy(update={"created_at": now}) for it in items]
+        with self._items_lock:
+            version = self._items_version() + 1
+            rows = [(ITEMS_NS, it.id, _encode_item(it, v)) for it, v in zip(stamped, vectors)]
+            rows.append((META_NS, "items_version", str(version).encode()))
+            self.features.put_many(rows)
+            self.index.upsert([it.id for it in stamped], vectors)
+            for it in stamped:
+                self.catalog.upsert(it)
+        self.metrics.items.set(len(self.catalog))
+        return len(items)
+
+    def delete_item(self, item_id: str) -> None:
+        with self._items_lock:
+            if item_id not in self.catalog:
+                raise NotFound(f"no item {item_id!r}", field="item_id")
+            self.features.delete(ITEMS_NS, item_id)
+            self.features.put(META_NS, "items_version", str(self._items_version() + 1).encode())
+            self.index.delete([item_id])
+            self.catalog.delete(item_id)
+        self.metrics.items.set(len(self.catalog))
+
+    def get_item(self, item_id: str) -> Item:
+        item = self.catalog.items.get(item_id)
+        if item is None:
+            raise NotFound(f"no item {item_id!r}", field="item_id")
+        return item
+
+    # -- events --------------------------------------------------------------------------
+
+    def ingest(self, events: Sequence[Event]) -> AppendResult:
+        """Validate the whole batch against the catalog, then append it durably.
+
+        All-or-nothing: one unknown item rejects the batch before anything is written."""
+        for i, event in enumerate(events):
+            if event.item_id not in self.catalog:
+                raise ValidationError(
+                    f"unknown item {event.item_id!r}: add it with POST /v1/items first",
+                    field=f"events[{i}].item_id", code="unknown_item",
+                )
+        now = time.time()
+        stamped = [e.model_copy(update={"received_at": now}) for e in events]
+        result = self.events.append(stamped)
+        self.metrics.events_ingested.inc(result.accepted)
+        self.metrics.events_duplicate.inc(result.duplicates)
+        return result
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        return self.processor.wait_idle(timeout)
+
+    # -- serving -------------------------------------------------------------------------
+
+    def recommend(self, request: RecommendRequest) -> Recommendation:
+        if request.n < 1 or request.n > self.settings.recommend.max_n:
+            raise ValidationError(f"n must be between 1 and {self.settings.recommend.max_n}", field="n")
+        started = time.perf_counter()
+        rec = self.streaming.recommend(request)
+        elapsed = time.perf_counter() - started
+        self.metrics.request_latency.labels("recommend").observe(elapsed)
+        self.metrics.recommend_recent.add(elapsed)
+        self.metrics.recommendations.labels(rec.tier, "popularity" if rec.fallback else "linear_ts").inc()
+        self.metrics.shown.inc(len(rec.items))
+        self.metrics.explored.inc(sum(1 for s in rec.items if s.explored))
+        return rec
+
+    def feedback(self, decision_id: str, item_id: str, reward: float) -> bool:
+        """Learn an explicit reward for an item of a logged decision, once per item.
+        Returns False when this (decision, item) was already rewarded."""
+        decision = self.decisions.get(decision_id)
+        if decision is None:
+            raise NotFound(f"no decision {decision_id!r}", field="decision_id")
+        for item, row in zip(decision.items, decision.features):
+            if item.item_id == item_id:
+                learned = self.policy.feedback(f"{decision_id}:{item_id}", np.asarray(row), float(reward))
+                if learned:
+                    self.metrics.rewards.labels("feedback").inc()
+                return learned
+        if decision.items and not decision.features:
+            raise ValidationError("this decision was a popularity fallback; it has no model to reward",
+                                  field="decision_id", code="not_learnable")
+        raise ValidationError(f"item {item_id!r} was not shown in decision {decision_id!r}", field="item_id")
+
+    # -- preferences ---------------------------------------------------------------------
+
+    def put_preferences(self, user_id: str, preferences: dict[str, Any]) -> dict[str, Any]:
+        raw = orjson.dumps(preferences)
+        if len(raw) > MAX_PREFERENCES_BYTES:
+            raise ValidationError(f"preferences exceed {MAX_PREFERENCES_BYTES} bytes", field="preferences")
+        for key in ("liked_tags", "disliked_tags"):
+            value = preferences.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValidationError(f"{key} must be a list of strings", field=key)
+        self.features.put(PREFERENCES_NS, user_id, raw)
+        return preferences
+
+    def get_preferences(self, user_id: str) -> dict[str, Any]:
+        raw = self.features.get(PREFERENCES_NS, user_id)
+        return orjson.loads(raw) if raw is not None else {}
+
+    # -- introspection -------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        f50, f95, f99 = self.metrics.freshness_recent.percentiles(50, 95, 99)
+        r50, r95, r99 = self.metrics.recommend_recent.percentiles(50, 95, 99)
+        ms = lambda v: None if v is None else round(v * 1000, 3)  # noqa: E731
+        return {
+            "items": len(self.catalog),
+            "events_in_log": self.events.count(),
+            "consumer_lag": self.events.lag(GROUP),
+            "freshness_ms": {"p50": ms(f50), "p95": ms(f95), "p99": ms(f99)},
+            "recommend_ms": {"p50": ms(r50), "p95": ms(r95), "p99": ms(r99)},
+            "policy_version": self.policy.version,
+            "processor_error": self.processor.last_error,
+        }

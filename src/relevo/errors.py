@@ -1,0 +1,57 @@
+"""Errors that cross the engine boundary, each with a stable machine-readable code.
+
+The HTTP layer renders them as ``{"error": {"code", "message", "field"}}`` with the status
+carried by the error class, so a caller never sees a 500 for bad input.
+"""
+
+from __future__ import annotations
+
+
+class RelevoError(Exception):
+    """Base class: ``code`` is stable and documented, ``message`` is for people."""
+
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict:
+        body = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return {"error": body}
+
+
+class ValidationError(RelevoError):
+    """The input is malformed or violates a documented limit (HTTP 422/400)."""
+
+    status = 422
+    code = "invalid_field"
+
+
+class PayloadTooLarge(RelevoError):
+    status = 413
+    code = "payload_too_large"
+
+
+class NotFound(RelevoError):
+    status = 404
+    code = "not_found"
+
+
+class ConfigError(RelevoError):
+    """Settings name something that cannot be opened (unknown URL scheme, bad path)."""
+
+    code = "config"
+
+
+class Unavailable(RelevoError):
+    """A backing store is unreachable; the caller may retry (HTTP 503)."""
+
+    status = 503
+    code = "unavailable"

@@ -1,0 +1,1 @@
+"""Metrics (Prometheus), logs and the figures the demo and benchmarks print."""

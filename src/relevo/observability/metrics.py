@@ -1,0 +1,71 @@
+"""Prometheus metrics for one Engine (own registry, so several engines can coexist), plus
+bounded reservoirs of recent samples for exact percentiles in the CLI and benchmarks."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+FRESHNESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Reservoir:
+    """The last ``size`` samples, for percentiles over a recent window."""
+
+    def __init__(self, size: int = 10_000):
+        self._samples: deque[float] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, value: float) -> None:
+        self._samples.append(value)
+
+    def extend(self, values) -> None:
+        with self._lock:
+            self._samples.extend(values)
+
+    def percentiles(self, *qs: float) -> list[float | None]:
+        with self._lock:
+            data = np.fromiter(self._samples, dtype=np.float64)
+        if data.size == 0:
+            return [None for _ in qs]
+        return [float(v) for v in np.percentile(data, qs)]
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events_ingested = Counter("relevo_events_ingested", "Events accepted into the log", registry=r)
+        self.events_duplicate = Counter("relevo_events_duplicate", "Events skipped as duplicates", registry=r)
+        self.events_processed = Counter("relevo_events_processed", "Events applied by the stream processor", registry=r)
+        self.events_redelivered = Counter(
+            "relevo_events_redelivered", "Redelivered events skipped as already applied", registry=r
+        )
+        self.consumer_lag = Gauge("relevo_consumer_lag", "Events in the log not yet processed", registry=r)
+        self.freshness = Histogram(
+            "relevo_freshness_seconds", "Time from receiving an event to its effect being servable",
+            buckets=FRESHNESS_BUCKETS, registry=r,
+        )
+        self.request_latency = Histogram(
+            "relevo_request_seconds", "Engine latency by endpoint", ["endpoint"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.recommendations = Counter(
+            "relevo_recommendations", "Recommendations served", ["tier", "policy"], registry=r
+        )
+        self.explored = Counter("relevo_items_explored", "Items shown that the greedy policy would not show", registry=r)
+        self.shown = Counter("relevo_items_shown", "Items shown", registry=r)
+        self.rewards = Counter("relevo_rewards", "Rewards joined to decisions", ["source"], registry=r)
+        self.errors = Counter("relevo_errors", "Requests rejected, by error code", ["code"], registry=r)
+        self.items = Gauge("relevo_items", "Items in the catalog", registry=r)
+        self.freshness_recent = Reservoir()
+        self.recommend_recent = Reservoir()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,145 @@
+"""The in-memory item catalog: metadata, filter evaluation and popularity, by row.
+
+Items themselves are durable in the FeatureStore (namespace ``items``); this is the
+serving copy, rebuilt from the store on start.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from relevo.errors import ValidationError
+from relevo.records import Item
+
+FILTER_KEYS_DOC = (
+    "filters: {'tags': [any of], 'exclude_tags': [...], 'exclude_ids': [...], "
+    "'<attribute>': value or [any of values]}"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledFilter:
+    predicate: Callable[[str], bool] | None
+    exclude_ids: frozenset[str]
+
+
+class Catalog:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.items: dict[str, Item] = {}
+        self._rows: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._alive = np.zeros(1024, dtype=bool)
+        self.engagement = np.zeros(1024, dtype=np.float64)
+        self.added_at = np.zeros(1024, dtype=np.float64)
+        self._popular_cache: tuple[float, np.ndarray] | None = None
+        self.max_engagement = 1.0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self.items
+
+    def row(self, item_id: str) -> int | None:
+        return self._rows.get(item_id)
+
+    def rows(self, ids: list[str]) -> np.ndarray:
+        return np.fromiter((self._rows[i] for i in ids), dtype=np.int64, count=len(ids))
+
+    def upsert(self, item: Item, added_at: float | None = None) -> None:
+        with self._lock:
+            row = self._rows.get(item.id)
+            if row is None:
+                row = len(self._ids)
+                if row >= len(self._alive):
+                    self._grow()
+                self._ids.append(item.id)
+                self._rows[item.id] = row
+                self.added_at[row] = added_at or item.created_at or time.time()
+            self._alive[row] = True
+            self.items[item.id] = item
+
+    def _grow(self) -> None:
+        size = 2 * len(self._alive)
+        for name in ("_alive", "engagement", "added_at"):
+            old = getattr(self, name)
+            new = np.zeros(size, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def delete(self, item_id: str) -> bool:
+        with self._lock:
+            if self.items.pop(item_id, None) is None:
+                return False
+            row = self._rows[item_id]
+            self._alive[row] = False
+            self.engagement[row] = 0.0
+            self._popular_cache = None
+            return True
+
+    def set_engagement(self, item_id: str, value: float) -> None:
+        row = self._rows.get(item_id)
+        if row is not None:
+            self.engagement[row] = value
+            if value > self.max_engagement:
+                self.max_engagement = value
+
+    def popular_order(self, max_age_s: float = 1.0) -> np.ndarray:
+        """Rows of live items by engagement, highest first (cached for ``max_age_s``)."""
+        now = time.monotonic()
+        cached = self._popular_cache
+        if cached is not None and now - cached[0] < max_age_s:
+            return cached[1]
+        with self._lock:
+            n = len(self._ids)
+            score = np.where(self._alive[:n], self.engagement[:n], -np.inf)
+            order = np.argsort(-score, kind="stable")
+            order = order[self._alive[:n][order]]
+            self._popular_cache = (now, order)
+            return order
+
+    def id_at(self, row: int) -> str:
+        return self._ids[row]
+
+    def compile_filter(self, filters: dict[str, Any] | None) -> CompiledFilter:
+        """Turn request filters into a predicate over item ids; unknown shapes are 422s."""
+        if not filters:
+            return CompiledFilter(None, frozenset())
+        tests: list[Callable[[Item], bool]] = []
+        exclude: frozenset[str] = frozenset()
+        for key, value in filters.items():
+            values = value if isinstance(value, list) else [value]
+            if not all(isinstance(v, (str, int, float, bool)) for v in values):
+                raise ValidationError(f"filter {key!r} takes a scalar or a list of scalars", field=f"filters.{key}")
+            if key == "exclude_ids":
+                exclude = frozenset(str(v) for v in values)
+            elif key == "tags":
+                wanted = frozenset(str(v) for v in values)
+                tests.append(lambda it, w=wanted: not w.isdisjoint(it.tags))
+            elif key == "exclude_tags":
+                banned = frozenset(str(v) for v in values)
+                tests.append(lambda it, b=banned: b.isdisjoint(it.tags))
+            else:
+                allowed = set(values)
+                tests.append(lambda it, k=key, a=allowed: _attr_matches(it.attributes.get(k), a))
+        items = self.items
+        predicate = None
+        if tests:
+            def predicate(item_id: str) -> bool:
+                item = items.get(item_id)
+                return item is not None and all(t(item) for t in tests)
+        return CompiledFilter(predicate, exclude)
+
+
+def _attr_matches(value: Any, allowed: set) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, list):
+        return any(v in allowed for v in value)
+    return value in allowed

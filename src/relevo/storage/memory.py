@@ -1,0 +1,148 @@
+"""In-process backends (``memory://``): fast, and gone when the process ends.
+
+Useful for tests and throwaway runs; the embedded default is SQLite.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from typing import Iterator, Sequence
+
+from relevo.records import Decision, Event
+from relevo.storage.codec import decode_decision, encode_decision
+from relevo.storage.protocols import AppendResult, LogEntry
+
+
+class MemoryEventLog:
+    def __init__(self) -> None:
+        self._entries: list[LogEntry] = []
+        self._ids: set[str] = set()
+        self._acked: dict[str, int] = defaultdict(int)  # group -> entries acked (prefix length)
+        self._acked_positions: dict[str, set[int]] = defaultdict(set)
+        self._delivered: dict[str, int] = {}
+        self._cond = threading.Condition()
+
+    def append(self, events: Sequence[Event]) -> AppendResult:
+        dups: list[str] = []
+        with self._cond:
+            for event in events:
+                if event.id in self._ids:
+                    dups.append(event.id)
+                    continue
+                self._ids.add(event.id)
+                pos = len(self._entries) + 1
+                self._entries.append(LogEntry(pos, str(pos), event))
+            self._cond.notify_all()
+        return AppendResult(len(events) - len(dups), len(dups), dups)
+
+    def read(self, group: str, consumer: str, count: int = 512, block_ms: int = 0) -> list[LogEntry]:
+        with self._cond:
+            start = self._delivered.get(group, self._acked[group])
+            if start >= len(self._entries) and block_ms > 0:
+                self._cond.wait(block_ms / 1000)
+            out = self._entries[start : start + count]
+            self._delivered[group] = start + len(out)
+            return out
+
+    def ack(self, group: str, entries: Sequence[LogEntry]) -> None:
+        with self._cond:
+            done = self._acked_positions[group]
+            done.update(e.position for e in entries)
+            n = self._acked[group]
+            while n + 1 in done:
+                n += 1
+                done.discard(n)
+            self._acked[group] = n
+
+    def lag(self, group: str) -> int:
+        with self._cond:
+            return len(self._entries) - self._acked[group]
+
+    def count(self) -> int:
+        return len(self._entries)
+
+    def reset_delivery(self, group: str) -> None:
+        """Forget in-flight deliveries, as a restart would (used by tests)."""
+        with self._cond:
+            self._delivered.pop(group, None)
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryFeatureStore:
+    def __init__(self) -> None:
+        self._data: dict[str, dict[str, bytes]] = defaultdict(dict)
+        self._lock = threading.Lock()
+
+    def get(self, ns: str, key: str) -> bytes | None:
+        return self._data[ns].get(key)
+
+    def get_many(self, ns: str, keys: Sequence[str]) -> list[bytes | None]:
+        table = self._data[ns]
+        return [table.get(k) for k in keys]
+
+    def put(self, ns: str, key: str, value: bytes) -> None:
+        with self._lock:
+            self._data[ns][key] = bytes(value)
+
+    def put_many(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
+        with self._lock:
+            for ns, key, value in rows:
+                self._data[ns][key] = bytes(value)
+
+    def delete(self, ns: str, key: str) -> bool:
+        with self._lock:
+            return self._data[ns].pop(key, None) is not None
+
+    def scan(self, ns: str) -> Iterator[tuple[str, bytes]]:
+        with self._lock:
+            snapshot = list(self._data[ns].items())
+        yield from snapshot
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryDecisionLog:
+    def __init__(self) -> None:
+        self._by_id: dict[str, bytes] = {}
+        self._by_user: dict[str, list[str]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def append(self, decision: Decision) -> None:
+        with self._lock:
+            if decision.decision_id not in self._by_id:
+                self._by_user[decision.user_id].append(decision.decision_id)
+            self._by_id[decision.decision_id] = encode_decision(decision)
+
+    def get(self, decision_id: str) -> Decision | None:
+        raw = self._by_id.get(decision_id)
+        return decode_decision(raw) if raw is not None else None
+
+    def for_user(self, user_id: str, limit: int = 100) -> list[Decision]:
+        with self._lock:
+            ids = self._by_user.get(user_id, [])[-limit:][::-1]
+            return [decode_decision(self._by_id[i]) for i in ids]
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryModelStore:
+    def __init__(self) -> None:
+        self._snapshots: dict[str, tuple[int, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, name: str, blob: bytes) -> int:
+        with self._lock:
+            version = self._snapshots.get(name, (0, b""))[0] + 1
+            self._snapshots[name] = (version, bytes(blob))
+            return version
+
+    def latest(self, name: str) -> tuple[int, bytes] | None:
+        return self._snapshots.get(name)
+
+    def close(self) -> None:
+        pass

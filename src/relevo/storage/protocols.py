@@ -1,0 +1,102 @@
+"""Narrow storage contracts. Each has one conformance suite that every backend passes.
+
+Calls are synchronous: the embedded backends answer in microseconds and the Redis
+backends use a pooled client; the engine keeps them off the event loop's hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol, Sequence
+
+from relevo.records import Decision, Event
+
+
+@dataclass(slots=True, frozen=True)
+class LogEntry:
+    """An event as delivered by the log.
+
+    ``position`` is strictly increasing in append order within the log, so a consumer can
+    tell an already-applied redelivery from a new event; ``offset`` is the backend's own id.
+    """
+
+    position: int
+    offset: str
+    event: Event
+
+
+@dataclass(slots=True)
+class AppendResult:
+    accepted: int
+    duplicates: int
+    duplicate_ids: list[str] = field(default_factory=list)
+
+
+class EventLog(Protocol):
+    """Durable, append-only, idempotent by event id, at-least-once to each consumer group.
+
+    ``append`` returns only once the events are durable (per the backend's settings) and
+    skips ids it already holds. ``read`` hands a group the entries it has not yet acked:
+    after a restart, unacked entries are delivered again. ``ack`` marks entries done.
+    """
+
+    def append(self, events: Sequence[Event]) -> AppendResult: ...
+
+    def read(self, group: str, consumer: str, count: int = 512, block_ms: int = 0) -> list[LogEntry]: ...
+
+    def ack(self, group: str, entries: Sequence[LogEntry]) -> None: ...
+
+    def lag(self, group: str) -> int:
+        """Entries appended but not yet acked by ``group``."""
+        ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class FeatureStore(Protocol):
+    """Namespaced key -> bytes documents with read-your-writes.
+
+    ``put_many`` is atomic: either every row is visible afterwards or none is.
+    """
+
+    def get(self, ns: str, key: str) -> bytes | None: ...
+
+    def get_many(self, ns: str, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    def put(self, ns: str, key: str, value: bytes) -> None: ...
+
+    def put_many(self, rows: Sequence[tuple[str, str, bytes]]) -> None: ...
+
+    def delete(self, ns: str, key: str) -> bool: ...
+
+    def scan(self, ns: str) -> Iterator[tuple[str, bytes]]: ...
+
+    def close(self) -> None: ...
+
+
+class DecisionLog(Protocol):
+    """Every decision served: the input to reward joining and off-policy evaluation."""
+
+    def append(self, decision: Decision) -> None: ...
+
+    def get(self, decision_id: str) -> Decision | None: ...
+
+    def for_user(self, user_id: str, limit: int = 100) -> list[Decision]:
+        """The user's decisions, newest first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ModelStore(Protocol):
+    """Versioned snapshots of learned state (bandit posteriors, index metadata)."""
+
+    def put(self, name: str, blob: bytes) -> int:
+        """Store a new snapshot; returns its version (1, 2, ...)."""
+        ...
+
+    def latest(self, name: str) -> tuple[int, bytes] | None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,223 @@
+"""Redis backends (``redis://host:port/db?prefix=relevo:``).
+
+Key layout (single Redis; the scale-out issue adds partitions and cluster hash tags):
+
+- ``{prefix}events``            stream of events, field ``e`` = event JSON
+- ``{prefix}event_ids``         hash event id -> stream id (idempotency)
+- ``{prefix}f:{ns}:{key}``      feature document (string)
+- ``{prefix}d:{decision_id}``   decision JSON (string, TTL = decision retention)
+- ``{prefix}du:{user_id}``      list of the user's decision ids, newest first, capped
+- ``{prefix}m:{name}``          hash {version, blob}: latest model snapshot
+
+Durability is Redis's: with ``appendonly yes`` an acknowledged append survives a Redis
+restart (up to one second of writes with ``appendfsync everysec``); with persistence off
+everything lives in memory only.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import redis
+
+from relevo.errors import Unavailable
+from relevo.records import Decision, Event
+from relevo.storage.codec import decode_decision, decode_event, encode_decision, encode_event
+from relevo.storage.protocols import AppendResult, LogEntry
+
+# Appends every event whose id is new; returns the ids that were already present.
+_APPEND = """
+local dups = {}
+for i = 1, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[2], ARGV[i], '') == 1 then
+    local sid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 1])
+    redis.call('HSET', KEYS[2], ARGV[i], sid)
+  else
+    table.insert(dups, ARGV[i])
+  end
+end
+return dups
+"""
+
+
+def _position(stream_id: bytes | str) -> int:
+    text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+    ms, _, seq = text.partition("-")
+    return (int(ms) << 20) | int(seq or 0)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class _RedisStore:
+    def __init__(self, client: redis.Redis, prefix: str = "relevo:"):
+        self.r = client
+        self.prefix = prefix
+
+    def close(self) -> None:
+        self.r.close()
+
+
+class RedisEventLog(_RedisStore):
+    """Redis Streams with consumer groups; a consumer first re-reads its own pending
+    entries (delivered, never acked) and then new ones."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "relevo:"):
+        super().__init__(client, prefix)
+        self.stream = f"{prefix}events"
+        self.ids = f"{prefix}event_ids"
+        self._append = self.r.register_script(_APPEND)
+        self._groups: set[str] = set()
+        self._pending_done: set[tuple[str, str]] = set()
+
+    def append(self, events: Sequence[Event]) -> AppendResult:
+        if not events:
+            return AppendResult(0, 0)
+        args: list[bytes | str] = []
+        for event in events:
+            args += [event.id, encode_event(event)]
+        try:
+            dups = [d.decode() for d in self._append(keys=[self.stream, self.ids], args=args)]
+        except redis.ConnectionError as exc:
+            raise Unavailable(f"redis event log unreachable: {exc}") from exc
+        return AppendResult(len(events) - len(dups), len(dups), dups)
+
+    def _ensure_group(self, group: str) -> None:
+        if group in self._groups:
+            return
+        try:
+            self.r.xgroup_create(self.stream, group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add(group)
+
+    def read(self, group: str, consumer: str, count: int = 512, block_ms: int = 0) -> list[LogEntry]:
+        self._ensure_group(group)
+        if (group, consumer) not in self._pending_done:
+            reply = self.r.xreadgroup(group, consumer, {self.stream: "0"}, count=count)
+            entries = self._entries(reply)
+            if entries:
+                return entries
+            self._pending_done.add((group, consumer))
+        reply = self.r.xreadgroup(group, consumer, {self.stream: ">"}, count=count, block=block_ms or None)
+        return self._entries(reply)
+
+    @staticmethod
+    def _entries(reply) -> list[LogEntry]:
+        out: list[LogEntry] = []
+        for _stream, messages in reply or []:
+            for sid, fields in messages:
+                if not fields:  # trimmed or deleted while pending
+                    continue
+                out.append(LogEntry(_position(sid), sid.decode(), decode_event(fields[b"e"])))
+        return out
+
+    def ack(self, group: str, entries: Sequence[LogEntry]) -> None:
+        if entries:
+            self.r.xack(self.stream, group, *[e.offset for e in entries])
+
+    def lag(self, group: str) -> int:
+        self._ensure_group(group)
+        for info in self.r.xinfo_groups(self.stream):
+            if info["name"].decode() == group:
+                return int(info.get("lag") or 0) + int(info.get("pending") or 0)
+        return 0
+
+    def count(self) -> int:
+        return int(self.r.xlen(self.stream))
+
+    def reset_delivery(self, group: str) -> None:
+        self._pending_done = {k for k in self._pending_done if k[0] != group}
+
+
+class RedisFeatureStore(_RedisStore):
+    def _key(self, ns: str, key: str) -> str:
+        return f"{self.prefix}f:{ns}:{key}"
+
+    def get(self, ns: str, key: str) -> bytes | None:
+        return self.r.get(self._key(ns, key))
+
+    def get_many(self, ns: str, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        return self.r.mget([self._key(ns, k) for k in keys])
+
+    def put(self, ns: str, key: str, value: bytes) -> None:
+        self.r.set(self._key(ns, key), value)
+
+    def put_many(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
+        if not rows:
+            return
+        pipe = self.r.pipeline(transaction=True)  # MULTI/EXEC: all rows or none
+        for ns, key, value in rows:
+            pipe.set(self._key(ns, key), value)
+        pipe.execute()
+
+    def delete(self, ns: str, key: str) -> bool:
+        return bool(self.r.delete(self._key(ns, key)))
+
+    def scan(self, ns: str) -> Iterator[tuple[str, bytes]]:
+        head = f"{self.prefix}f:{ns}:"
+        batch: list[bytes] = []
+        for k in self.r.scan_iter(match=_glob_escape(head) + "*", count=1000):
+            batch.append(k)
+            if len(batch) >= 500:
+                yield from self._fetch(batch, len(head))
+                batch = []
+        if batch:
+            yield from self._fetch(batch, len(head))
+
+    def _fetch(self, keys: list[bytes], cut: int) -> Iterator[tuple[str, bytes]]:
+        for k, v in zip(keys, self.r.mget(keys)):
+            if v is not None:
+                yield k.decode()[cut:], v
+
+
+class RedisDecisionLog(_RedisStore):
+    def __init__(self, client: redis.Redis, prefix: str = "relevo:", ttl_s: int = 30 * 86400, per_user: int = 1000):
+        super().__init__(client, prefix)
+        self.ttl_s = ttl_s
+        self.per_user = per_user
+
+    def append(self, decision: Decision) -> None:
+        user_key = f"{self.prefix}du:{decision.user_id}"
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(f"{self.prefix}d:{decision.decision_id}", encode_decision(decision), ex=self.ttl_s)
+        pipe.lpush(user_key, decision.decision_id)
+        pipe.ltrim(user_key, 0, self.per_user - 1)
+        pipe.expire(user_key, self.ttl_s)
+        pipe.execute()
+
+    def get(self, decision_id: str) -> Decision | None:
+        raw = self.r.get(f"{self.prefix}d:{decision_id}")
+        return decode_decision(raw) if raw is not None else None
+
+    def for_user(self, user_id: str, limit: int = 100) -> list[Decision]:
+        ids = self.r.lrange(f"{self.prefix}du:{user_id}", 0, limit - 1)
+        if not ids:
+            return []
+        raws = self.r.mget([f"{self.prefix}d:{i.decode()}" for i in ids])
+        return [decode_decision(r) for r in raws if r is not None]
+
+
+class RedisModelStore(_RedisStore):
+    _PUT = """
+    local v = redis.call('HINCRBY', KEYS[1], 'version', 1)
+    redis.call('HSET', KEYS[1], 'blob', ARGV[1])
+    return v
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str = "relevo:"):
+        super().__init__(client, prefix)
+        self._put = self.r.register_script(self._PUT)
+
+    def put(self, name: str, blob: bytes) -> int:
+        return int(self._put(keys=[f"{self.prefix}m:{name}"], args=[blob]))
+
+    def latest(self, name: str) -> tuple[int, bytes] | None:
+        version, blob = self.r.hmget(f"{self.prefix}m:{name}", ["version", "blob"])
+        if version is None or blob is None:
+            return None
+        return int(version), blob

@@ -1,0 +1,1 @@
+"""The stream processor: consumes the EventLog and keeps derived state fresh."""

@@ -1,0 +1,251 @@
+"""StreamProcessor: EventLog -> user/session context, vectors, item stats, rewards.
+
+Each batch is applied to copies of the affected documents and written with one atomic
+``FeatureStore.put_many``; only then is the batch acked. Every document records the log
+position it reflects, so a batch redelivered after a crash (written but not acked) is
+recognised and skipped: at-least-once delivery, exactly-once effect.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import structlog
+
+from relevo.bandits.persisted import PersistedPolicy
+from relevo.context.state import ITEM_STATS_NS, MAX_RECENT, MAX_SEEN, USERS_NS, ItemStats, UserState
+from relevo.embeddings.streaming import StreamingConfig, decayed_add, event_weight
+from relevo.observability.metrics import Metrics
+from relevo.records import Decision, Event, EventType
+from relevo.retrieval.catalog import Catalog
+from relevo.retrieval.protocol import VectorIndex
+from relevo.storage.protocols import DecisionLog, EventLog, FeatureStore, LogEntry
+
+log = structlog.get_logger(__name__)
+
+GROUP = "relevo-stream"
+REWARDING = {EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE, EventType.SHARE}
+
+
+def reward_of(event: Event) -> float | None:
+    """Reward in [0, 1] carried by an event that names a decision, or None."""
+    if event.type in REWARDING:
+        return 1.0
+    if event.type is EventType.SKIP:
+        return 0.0
+    if event.type is EventType.RATING:
+        return 1.0 if event.value >= 4.0 else 0.0
+    if event.type is EventType.DWELL:
+        return 1.0 if event.value >= 30.0 else 0.0
+    return None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    applied: int
+    skipped: int
+    rewards: int
+
+
+class StreamProcessor:
+    def __init__(
+        self,
+        log_: EventLog,
+        features: FeatureStore,
+        index: VectorIndex,
+        catalog: Catalog,
+        decisions: DecisionLog,
+        policy: PersistedPolicy,
+        metrics: Metrics,
+        config: StreamingConfig,
+        *,
+        batch_size: int = 512,
+        poll_ms: int = 50,
+        consumer: str = "embedded",
+    ):
+        self.log = log_
+        self.features = features
+        self.index = index
+        self.catalog = catalog
+        self.decisions = decisions
+        self.policy = policy
+        self.metrics = metrics
+        self.config = config
+        self.batch_size = batch_size
+        self.poll_ms = poll_ms
+        self.consumer = consumer
+        self.item_stats: dict[str, ItemStats] = {}
+        self._decision_cache: OrderedDict[str, Decision | None] = OrderedDict()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Event()
+        self.last_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def load(self) -> None:
+        for item_id, raw in self.features.scan(ITEM_STATS_NS):
+            stats = ItemStats.decode(item_id, raw)
+            self.item_stats[item_id] = stats
+            self.catalog.set_engagement(item_id, stats.engagement)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="relevo-stream", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until every appended event has been applied (lag 0) or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log.lag(GROUP) == 0:
+                return True
+            time.sleep(0.005)
+        return False
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                entries = self.log.read(GROUP, self.consumer, self.batch_size, self.poll_ms)
+                if entries:
+                    self.process(entries)
+                    self.metrics.consumer_lag.set(self.log.lag(GROUP))
+                else:
+                    self.metrics.consumer_lag.set(0)
+            except Exception as exc:  # keep consuming; the batch is redelivered
+                self.last_error = repr(exc)
+                log.exception("stream_batch_failed", error=repr(exc))
+                if hasattr(self.log, "reset_delivery"):
+                    self.log.reset_delivery(GROUP)
+                self._stop.wait(0.5)
+
+    # -- one batch -----------------------------------------------------------------------
+
+    def process(self, entries: list[LogEntry]) -> BatchResult:
+        user_ids = list(dict.fromkeys(e.event.user_id for e in entries))
+        states: dict[str, UserState] = {}
+        for user_id, raw in zip(user_ids, self.features.get_many(USERS_NS, user_ids)):
+            states[user_id] = UserState.decode(raw) if raw is not None else UserState(user_id, self.index.dim)
+        vectors = self._item_vectors({e.event.item_id for e in entries})
+        touched_items: dict[str, ItemStats] = {}
+        reward_x: list[np.ndarray] = []
+        reward_r: list[float] = []
+        applied = skipped = 0
+        freshness: list[float] = []
+        for entry in entries:
+            event = entry.event
+            state = states[event.user_id]
+            if entry.position <= state.applied_through:
+                skipped += 1
+                continue
+            self._apply_to_user(state, event, entry.position, vectors.get(event.item_id))
+            stats = self._apply_to_item(event, entry.position)
+            if stats is not None:
+                touched_items[event.item_id] = stats
+            if event.decision_id and entry.position > self.policy.applied_through:
+                row = self._decision_row(event)
+                if row is not None:
+                    reward_x.append(row[0])
+                    reward_r.append(row[1])
+            applied += 1
+        now = time.time()
+        rows: list[tuple[str, str, bytes]] = []
+        for state in states.values():
+            state.updated_at = now
+            rows.append((USERS_NS, state.user_id, state.encode()))
+        rows.extend((ITEM_STATS_NS, s.item_id, s.encode()) for s in touched_items.values())
+        with self.policy.lock:
+            if reward_r:
+                self.policy.learn(np.vstack(reward_x), np.array(reward_r), entries[-1].position)
+                rows.append(self.policy.doc_row())
+            self.features.put_many(rows)
+            if reward_r:
+                self.policy.maybe_snapshot()
+        self.log.ack(GROUP, entries)
+        for stats in touched_items.values():
+            self.catalog.set_engagement(stats.item_id, stats.engagement)
+        for entry in entries:
+            if entry.event.received_at is not None:
+                freshness.append(now - entry.event.received_at)
+        for value in freshness:
+            self.metrics.freshness.observe(value)
+        self.metrics.freshness_recent.extend(freshness)
+        self.metrics.events_processed.inc(applied)
+        self.metrics.events_redelivered.inc(skipped)
+        if reward_r:
+            self.metrics.rewards.labels("event").inc(len(reward_r))
+        return BatchResult(applied, skipped, len(reward_r))
+
+    def _item_vectors(self, item_ids: set[str]) -> dict[str, np.ndarray]:
+        present = [i for i in item_ids if i in self.index]
+        if not present:
+            return {}
+        return dict(zip(present, self.index.get_many(present)))
+
+    def _apply_to_user(self, state: UserState, event: Event, position: int, vector: np.ndarray | None) -> None:
+        t = event.event_time
+        cfg = self.config
+        if state.session_events == 0 or abs(t - state.session_last) > cfg.session_gap_s:
+            state.session_vector = None
+            state.session_started = t
+            state.session_events = 0
+            state.recent = []
+        state.session_last = max(state.session_last, t) if state.session_events else t
+        state.session_events += 1
+        state.counters[event.type.value] = state.counters.get(event.type.value, 0) + 1
+        weight = event_weight(event)
+        if vector is not None and weight != 0.0:
+            state.vector = decayed_add(state.vector, vector, weight, cfg.long_decay)
+            state.session_vector = decayed_add(state.session_vector, vector, weight, cfg.session_decay)
+        item = self.catalog.items.get(event.item_id)
+        if item is not None and weight != 0.0:
+            for tag in item.tags:
+                state.tag_affinity[tag] = round(state.tag_affinity.get(tag, 0.0) * cfg.long_decay + weight, 4)
+        if event.type is not EventType.IMPRESSION:
+            if event.item_id in state.seen:
+                state.seen.remove(event.item_id)
+            state.seen.append(event.item_id)
+            del state.seen[:-MAX_SEEN]
+            state.recent.append(event.item_id)
+            del state.recent[:-MAX_RECENT]
+        state.applied_through = position
+        state.event_time = max(state.event_time, t)
+        state.received_at = event.received_at or state.received_at
+
+    def _apply_to_item(self, event: Event, position: int) -> ItemStats | None:
+        stats = self.item_stats.get(event.item_id)
+        if stats is None:
+            stats = self.item_stats[event.item_id] = ItemStats(event.item_id)
+        if position <= stats.applied_through:
+            return None
+        weight = event_weight(event)
+        stats.engagement += max(weight, 0.0)
+        stats.events += 1
+        stats.last_event = max(stats.last_event, event.event_time)
+        stats.applied_through = position
+        return stats
+
+    def _decision_row(self, event: Event) -> tuple[np.ndarray, float] | None:
+        reward = reward_of(event)
+        if reward is None:
+            return None
+        decision = self._decision_cache.get(event.decision_id)
+        if decision is None:
+            decision = self.decisions.get(event.decision_id)
+            if decision is None:
+                return None
+            self._decision_cache[event.decision_id] = decision
+            while len(self._decision_cache) > 10_000:
+                self._decision_cache.popitem(last=False)
+        for item, features in zip(decision.items, decision.features):
+            if item.item_id == event.item_id:
+                return np.asarray(features, dtype=np.float64), reward
+        return None

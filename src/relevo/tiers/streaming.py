@@ -1,0 +1,185 @@
+"""The streaming tier: fresh context -> ANN candidates -> linear Thompson Sampling -> top n.
+
+Falls back to popularity when the user has no usable vector yet (unknown user, or only
+impressions so far). Every answer is logged as a Decision with its propensities.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from relevo.bandits.persisted import PersistedPolicy
+from relevo.context.state import PREFERENCES_NS, USERS_NS, UserState
+from relevo.embeddings.streaming import unit
+from relevo.records import Decision, Recommendation, ScoredItem
+from relevo.retrieval.catalog import Catalog
+from relevo.retrieval.protocol import VectorIndex
+from relevo.storage.protocols import DecisionLog, FeatureStore
+from relevo.tiers.features import FEATURES, candidate_features
+
+import orjson
+
+
+@dataclass(slots=True)
+class RecommendRequest:
+    user_id: str
+    n: int = 10
+    context: dict[str, Any] = field(default_factory=dict)
+    filters: dict[str, Any] = field(default_factory=dict)
+    explain: bool = False
+    tier: str = "auto"
+
+
+def derived_seed(base_seed: int, user_id: str, decision_id: str) -> int:
+    """The exploration seed of one decision: replaying (seed, user, decision) replays it."""
+    digest = hashlib.blake2b(f"{base_seed}\x00{user_id}\x00{decision_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+class StreamingTier:
+    def __init__(
+        self,
+        features: FeatureStore,
+        index: VectorIndex,
+        catalog: Catalog,
+        decisions: DecisionLog,
+        policy: PersistedPolicy,
+        *,
+        candidates: int = 200,
+        session_gap_s: float = 1800.0,
+        seed: int = 0,
+    ):
+        self.features = features
+        self.index = index
+        self.catalog = catalog
+        self.decisions = decisions
+        self.policy = policy
+        self.candidates = candidates
+        self.session_gap_s = session_gap_s
+        self.seed = seed
+
+    def recommend(self, req: RecommendRequest) -> Recommendation:
+        started = time.perf_counter()
+        decision_id = uuid.uuid4().hex
+        compiled = self.catalog.compile_filter(req.filters)
+        raw = self.features.get(USERS_NS, req.user_id)
+        state = UserState.decode(raw) if raw is not None else None
+        prefs = self._preferences(req.user_id)
+        now = time.time()
+        user_vec = session_vec = None
+        if state is not None:
+            user_vec = unit(state.vector)
+            if now - state.received_at <= self.session_gap_s:
+                session_vec = unit(state.session_vector)
+        exclude = set(compiled.exclude_ids)
+        if state is not None:
+            exclude.update(state.seen)
+        if user_vec is None and session_vec is None:
+            items, features, policy = self._popular(req.n, exclude, compiled.predicate), [], "popularity"
+            fallback = "no_user_vector" if state is None or state.vector is None else "no_positive_signal"
+        else:
+            items, features = self._bandit(req, decision_id, user_vec, session_vec, exclude, compiled.predicate, prefs, now)
+            policy, fallback = self.policy.policy.name, None
+            if not items:  # everything filtered out of the neighbourhood
+                items, features, policy, fallback = (
+                    self._popular(req.n, exclude, compiled.predicate), [], "popularity", "no_candidates",
+                )
+        latency_ms = (time.perf_counter() - started) * 1000
+        decision = Decision(
+            decision_id=decision_id,
+            user_id=req.user_id,
+            policy=policy,
+            policy_version=self.policy.version,
+            created_at=now,
+            items=items,
+            features=features,
+            context=req.context,
+            tier="streaming" if policy != "popularity" else "popularity",
+            seed=derived_seed(self.seed, req.user_id, decision_id),
+        )
+        self.decisions.append(decision)
+        return Recommendation(decision_id, decision.tier, items, round(latency_ms, 3), fallback)
+
+    def _preferences(self, user_id: str) -> dict[str, Any]:
+        raw = self.features.get(PREFERENCES_NS, user_id)
+        return orjson.loads(raw) if raw is not None else {}
+
+    def _bandit(self, req, decision_id, user_vec, session_vec, exclude, predicate, prefs, now):
+        ids: dict[str, None] = {}
+        for query, k in ((user_vec, self.candidates), (session_vec, self.candidates // 2)):
+            if query is not None:
+                found, _ = self.index.search(query, k, exclude=exclude, allow=predicate)
+                ids.update(dict.fromkeys(found))
+        cand = [i for i in ids if i in self.catalog]
+        if not cand:
+            return [], []
+        vectors = self.index.get_many(cand)
+        rows = self.catalog.rows(cand)
+        preference = self._preference_match(cand, prefs)
+        x = candidate_features(
+            vectors, user_vec, session_vec,
+            self.catalog.engagement[rows], self.catalog.max_engagement, self.catalog.added_at[rows],
+            preference, now,
+        )
+        rng = np.random.default_rng(derived_seed(self.seed, req.user_id, decision_id))
+        slate = self.policy.policy.select(x, req.n, rng)
+        items = []
+        for pos, row in enumerate(slate.order.tolist()):
+            items.append(
+                ScoredItem(
+                    item_id=cand[row],
+                    score=round(float(slate.scores[pos]), 6),
+                    propensity=round(float(slate.propensity[pos]), 6),
+                    explored=bool(slate.explored[pos]),
+                    reasons=_reasons(x[row], bool(slate.explored[pos])),
+                )
+            )
+        features = [x[row].round(6).tolist() for row in slate.order.tolist()]
+        return items, features
+
+    def _preference_match(self, cand: list[str], prefs: dict[str, Any]) -> np.ndarray:
+        liked = set(prefs.get("liked_tags", []))
+        disliked = set(prefs.get("disliked_tags", []))
+        out = np.zeros(len(cand))
+        if not liked and not disliked:
+            return out
+        for i, item_id in enumerate(cand):
+            tags = self.catalog.items[item_id].tags
+            out[i] = (1.0 if liked.intersection(tags) else 0.0) - (1.0 if disliked.intersection(tags) else 0.0)
+        return out
+
+    def _popular(self, n: int, exclude: set[str], predicate) -> list[ScoredItem]:
+        out: list[ScoredItem] = []
+        order = self.catalog.popular_order()
+        top = max(self.catalog.max_engagement, 1.0)
+        for row in order:
+            item_id = self.catalog.id_at(int(row))
+            if item_id in exclude or (predicate is not None and not predicate(item_id)):
+                continue
+            score = float(self.catalog.engagement[row]) / top
+            out.append(ScoredItem(item_id, round(score, 6), 1.0, False, ["popular"]))
+            if len(out) >= n:
+                break
+        return out
+
+
+def _reasons(x: np.ndarray, explored: bool) -> list[str]:
+    named = dict(zip(FEATURES, x.tolist()))
+    reasons = []
+    if named["session_similarity"] >= 0.5:
+        reasons.append("similar to what you engaged with this session")
+    if named["user_similarity"] >= 0.5:
+        reasons.append("matches your long-term taste")
+    if named["preference_match"] > 0:
+        reasons.append("matches your stated preferences")
+    if named["popularity"] >= 0.5:
+        reasons.append("popular")
+    if explored:
+        reasons.append("exploring: shown to learn whether it suits you")
+    return reasons or ["related to your activity"]
