@@ -11,7 +11,13 @@ from typing import Iterator, Sequence
 
 from relevo.records import Decision, Event
 from relevo.storage.codec import decode_decision, encode_decision
-from relevo.storage.protocols import AppendResult, LogEntry
+from relevo.storage.protocols import AppendResult, LogEntry, check_namespace
+
+
+def _as_bytes(value: bytes) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"feature values are bytes, got {type(value).__name__}")
+    return bytes(value)
 
 
 class MemoryEventLog:
@@ -77,20 +83,20 @@ class MemoryFeatureStore:
         self._lock = threading.Lock()
 
     def get(self, ns: str, key: str) -> bytes | None:
-        return self._data[ns].get(key)
+        return self._data[check_namespace(ns)].get(key)
 
     def get_many(self, ns: str, keys: Sequence[str]) -> list[bytes | None]:
         table = self._data[ns]
         return [table.get(k) for k in keys]
 
     def put(self, ns: str, key: str, value: bytes) -> None:
-        with self._lock:
-            self._data[ns][key] = bytes(value)
+        self.put_many([(ns, key, value)])
 
     def put_many(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
+        staged = [(check_namespace(ns), key, _as_bytes(value)) for ns, key, value in rows]  # fail before writing
         with self._lock:
-            for ns, key, value in rows:
-                self._data[ns][key] = bytes(value)
+            for ns, key, value in staged:
+                self._data[ns][key] = value
 
     def delete(self, ns: str, key: str) -> bool:
         with self._lock:

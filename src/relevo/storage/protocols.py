@@ -6,6 +6,7 @@ backends use a pooled client; the engine keeps them off the event loop's hot pat
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol, Sequence
 
@@ -55,10 +56,21 @@ class EventLog(Protocol):
     def close(self) -> None: ...
 
 
+_NAMESPACE = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def check_namespace(ns: str) -> str:
+    """Namespaces are identifiers (they appear unescaped in Redis keys); keys are free text."""
+    if not _NAMESPACE.fullmatch(ns):
+        raise ValueError(f"feature namespace {ns!r} must match [A-Za-z0-9_]{{1,64}}")
+    return ns
+
+
 class FeatureStore(Protocol):
     """Namespaced key -> bytes documents with read-your-writes.
 
-    ``put_many`` is atomic: either every row is visible afterwards or none is.
+    Namespaces match ``[A-Za-z0-9_]{1,64}``; keys are any string. ``put_many`` is atomic:
+    either every row is visible afterwards or none is.
     """
 
     def get(self, ns: str, key: str) -> bytes | None: ...

@@ -23,7 +23,7 @@ import redis
 from relevo.errors import Unavailable
 from relevo.records import Decision, Event
 from relevo.storage.codec import decode_decision, decode_event, encode_decision, encode_event
-from relevo.storage.protocols import AppendResult, LogEntry
+from relevo.storage.protocols import AppendResult, LogEntry, check_namespace
 
 # Appends every event whose id is new; returns the ids that were already present.
 _APPEND = """
@@ -69,7 +69,9 @@ class RedisEventLog(_RedisStore):
         self.ids = f"{prefix}event_ids"
         self._append = self.r.register_script(_APPEND)
         self._groups: set[str] = set()
-        self._pending_done: set[tuple[str, str]] = set()
+        # Per (group, consumer): where re-reading our own pending entries has got to, or
+        # None once they have all been handed out again since this process started.
+        self._pending_cursor: dict[tuple[str, str], str | None] = {}
 
     def append(self, events: Sequence[Event]) -> AppendResult:
         if not events:
@@ -95,12 +97,15 @@ class RedisEventLog(_RedisStore):
 
     def read(self, group: str, consumer: str, count: int = 512, block_ms: int = 0) -> list[LogEntry]:
         self._ensure_group(group)
-        if (group, consumer) not in self._pending_done:
-            reply = self.r.xreadgroup(group, consumer, {self.stream: "0"}, count=count)
+        key = (group, consumer)
+        cursor = self._pending_cursor.get(key, "0")
+        if cursor is not None:
+            reply = self.r.xreadgroup(group, consumer, {self.stream: cursor}, count=count)
             entries = self._entries(reply)
             if entries:
+                self._pending_cursor[key] = entries[-1].offset
                 return entries
-            self._pending_done.add((group, consumer))
+            self._pending_cursor[key] = None
         reply = self.r.xreadgroup(group, consumer, {self.stream: ">"}, count=count, block=block_ms or None)
         return self._entries(reply)
 
@@ -129,12 +134,13 @@ class RedisEventLog(_RedisStore):
         return int(self.r.xlen(self.stream))
 
     def reset_delivery(self, group: str) -> None:
-        self._pending_done = {k for k in self._pending_done if k[0] != group}
+        for key in [k for k in self._pending_cursor if k[0] == group]:
+            del self._pending_cursor[key]
 
 
 class RedisFeatureStore(_RedisStore):
     def _key(self, ns: str, key: str) -> str:
-        return f"{self.prefix}f:{ns}:{key}"
+        return f"{self.prefix}f:{check_namespace(ns)}:{key}"
 
     def get(self, ns: str, key: str) -> bytes | None:
         return self.r.get(self._key(ns, key))
@@ -150,6 +156,9 @@ class RedisFeatureStore(_RedisStore):
     def put_many(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
         if not rows:
             return
+        for _ns, _key, value in rows:
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise TypeError(f"feature values are bytes, got {type(value).__name__}")
         pipe = self.r.pipeline(transaction=True)  # MULTI/EXEC: all rows or none
         for ns, key, value in rows:
             pipe.set(self._key(ns, key), value)
@@ -159,7 +168,7 @@ class RedisFeatureStore(_RedisStore):
         return bool(self.r.delete(self._key(ns, key)))
 
     def scan(self, ns: str) -> Iterator[tuple[str, bytes]]:
-        head = f"{self.prefix}f:{ns}:"
+        head = f"{self.prefix}f:{check_namespace(ns)}:"
         batch: list[bytes] = []
         for k in self.r.scan_iter(match=_glob_escape(head) + "*", count=1000):
             batch.append(k)

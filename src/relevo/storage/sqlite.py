@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 
 from relevo.records import Decision, Event
 from relevo.storage.codec import decode_decision, decode_event, encode_decision, encode_event
-from relevo.storage.protocols import AppendResult, LogEntry
+from relevo.storage.protocols import AppendResult, LogEntry, check_namespace
 
 
 def connect(path: str | Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
@@ -191,6 +191,10 @@ class SqliteFeatureStore(_SqliteStore):
         self.put_many([(ns, key, value)])
 
     def put_many(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
+        for ns, _key, value in rows:
+            check_namespace(ns)
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise TypeError(f"feature values are bytes, got {type(value).__name__}")
         self._tx("INSERT OR REPLACE INTO features (ns, key, value) VALUES (?, ?, ?)", rows)
 
     def delete(self, ns: str, key: str) -> bool:

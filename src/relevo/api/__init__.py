@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): parse, call the Engine, render with orjson."""

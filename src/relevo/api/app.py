@@ -1,0 +1,123 @@
+"""App factory: ``create_app(engine)`` serves an open Engine; ``create_app()`` opens one
+from Settings in the lifespan and closes it on shutdown."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from relevo import __version__
+from relevo.api import errors
+from relevo.api.schemas import EventsIn, FeedbackIn, ItemsIn, PreferencesIn, RecommendIn
+from relevo.engine import Engine
+from relevo.errors import RelevoError
+from relevo.records import Id
+from relevo.settings import Settings
+from relevo.tiers.streaming import RecommendRequest
+
+
+def _json(data, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+class BodyLimit:
+    """Reject bodies over ``limit`` bytes with 413 before they are parsed."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                    response = errors.error_response(
+                        413, "payload_too_large", f"request body over {self.limit} bytes"
+                    )
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def create_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
+    owned = engine is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if owned:
+            app.state.engine = Engine(settings or Settings()).open()
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.engine.close()
+
+    app = FastAPI(title="relevo", version=__version__, lifespan=lifespan)
+    if engine is not None:
+        app.state.engine = engine
+    app.add_exception_handler(RequestValidationError, errors.on_validation_error)
+    app.add_exception_handler(RelevoError, errors.on_relevo_error)
+    app.add_exception_handler(StarletteHTTPException, errors.on_http_error)
+    limit = (engine.settings if engine else (settings or Settings())).api.max_body_bytes
+    app.add_middleware(BodyLimit, limit=limit)
+
+    def eng(request: Request) -> Engine:
+        return request.app.state.engine
+
+    @app.post("/v1/items", tags=["items"])
+    def add_items(body: ItemsIn, request: Request) -> Response:
+        return _json({"accepted": eng(request).add_items(body.items)})
+
+    @app.get("/v1/items/{item_id}", tags=["items"])
+    async def get_item(item_id: Id, request: Request) -> Response:
+        return _json(eng(request).get_item(item_id).model_dump(mode="json", exclude_none=True))
+
+    @app.delete("/v1/items/{item_id}", tags=["items"])
+    def delete_item(item_id: Id, request: Request) -> Response:
+        eng(request).delete_item(item_id)
+        return _json({"deleted": item_id})
+
+    @app.post("/v1/events", status_code=202, tags=["events"])
+    def add_events(body: EventsIn, request: Request) -> Response:
+        result = eng(request).ingest(body.events)
+        return _json({"accepted": result.accepted, "duplicates": result.duplicates}, 202)
+
+    @app.put("/v1/users/{user_id}/preferences", tags=["users"])
+    async def put_preferences(user_id: Id, body: PreferencesIn, request: Request) -> Response:
+        return _json(eng(request).put_preferences(user_id, body.as_dict()))
+
+    @app.get("/v1/users/{user_id}/preferences", tags=["users"])
+    async def get_preferences(user_id: Id, request: Request) -> Response:
+        return _json(eng(request).get_preferences(user_id))
+
+    @app.post("/v1/recommendations", tags=["recommendations"])
+    async def recommend(body: RecommendIn, request: Request) -> Response:
+        rec = eng(request).recommend(
+            RecommendRequest(body.user_id, body.n, body.context, body.filters, body.explain, body.tier)
+        )
+        return _json(rec.to_dict())
+
+    @app.post("/v1/feedback", tags=["recommendations"])
+    async def feedback(body: FeedbackIn, request: Request) -> Response:
+        learned = eng(request).feedback(body.decision_id, body.item_id, body.reward)
+        return _json({"learned": learned})
+
+    @app.get("/v1/stats", tags=["operations"])
+    async def stats(request: Request) -> Response:
+        return _json(eng(request).stats())
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics(request: Request) -> Response:
+        return Response(eng(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

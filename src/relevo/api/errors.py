@@ -1,0 +1,85 @@
+"""Render every rejection as ``{"error": {"code", "message", "field"}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from relevo.errors import RelevoError
+
+# pydantic error type -> (status, our code)
+_CODES = {
+    "missing": (422, "missing_field"),
+    "json_invalid": (400, "malformed_json"),
+    "json_type": (400, "malformed_json"),
+    "extra_forbidden": (422, "unknown_field"),
+    "finite_number": (422, "not_finite"),
+    "string_too_long": (422, "too_long"),
+    "too_long": (413, "batch_too_large"),
+    "too_short": (422, "empty_batch"),
+    "enum": (422, "invalid_value"),
+    "literal_error": (422, "invalid_value"),
+}
+
+
+def field_path(loc: tuple[Any, ...]) -> str:
+    """('body', 'events', 3, 'type') -> 'events[3].type'."""
+    out = ""
+    for part in loc:
+        if part in ("body",) and not out:
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and part.startswith(("function-", "union[", "str", "int", "float", "bool", "list[")):
+            continue  # pydantic's union-branch labels are not fields
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    return Response(orjson.dumps({"error": body}), status_code=status, media_type="application/json")
+
+
+async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+    errors = exc.errors()
+    first = errors[0] if errors else {"type": "invalid", "loc": (), "msg": "invalid request"}
+    kind = first.get("type", "invalid")
+    status, code = _CODES.get(kind, (422, "invalid_field"))
+    field = field_path(tuple(first.get("loc", ())))
+    if kind == "enum" and field.endswith(".type"):
+        code = "unknown_event_type"
+    if kind == "model_attributes_type" and not field:
+        status, code = 400, "malformed_json"
+    message = str(first.get("msg", "invalid"))
+    if kind == "too_long":
+        message = f"batch too large: {message}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    _count(request, code)
+    return error_response(status, code, message, field or None)
+
+
+async def on_relevo_error(request: Request, exc: RelevoError) -> Response:
+    _count(request, exc.code)
+    return error_response(exc.status, exc.code, exc.message, exc.field)
+
+
+async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    _count(request, code)
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+def _count(request: Request, code: str) -> None:
+    engine = getattr(request.app.state, "engine", None)
+    if engine is not None:
+        engine.metrics.errors.labels(code).inc()

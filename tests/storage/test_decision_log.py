@@ -1,0 +1,39 @@
+"""DecisionLog conformance."""
+
+from __future__ import annotations
+
+from tests.storage.conftest import opened
+
+from relevo.records import Decision, ScoredItem
+
+
+def decision(i: int, user: str = "u1") -> Decision:
+    return Decision(
+        decision_id=f"d{i}", user_id=user, policy="linear_ts", policy_version=3, created_at=1000.0 + i,
+        items=[ScoredItem("a", 0.9, 0.5, False, ["popular"]), ScoredItem("b", 0.4, 0.25, True, [])],
+        features=[[1.0, 0.5], [1.0, 0.1]], context={"device": "tv"}, tier="streaming", seed=42 + i,
+    )
+
+
+def test_append_and_get(decision_log):
+    log = decision_log.store
+    log.append(decision(1))
+    got = log.get("d1")
+    assert got == decision(1)
+    assert log.get("nope") is None
+
+
+def test_for_user_newest_first_with_limit(decision_log):
+    log = decision_log.store
+    for i in range(5):
+        log.append(decision(i))
+    log.append(decision(9, user="other"))
+    assert [d.decision_id for d in log.for_user("u1", limit=3)] == ["d4", "d3", "d2"]
+    assert [d.decision_id for d in log.for_user("other")] == ["d9"]
+    assert log.for_user("nobody") == []
+
+
+def test_durable(durable_url):
+    for holder in opened("decision_log", durable_url):
+        holder.store.append(decision(1))
+        assert holder.reopen().get("d1") == decision(1)

@@ -1,0 +1,99 @@
+"""EventLog conformance: durable, idempotent by id, at-least-once per consumer group."""
+
+from __future__ import annotations
+
+from tests.storage.conftest import opened
+
+from relevo.records import Event
+
+
+def ev(i: int, user: str = "u1", **kw) -> Event:
+    return Event(id=f"e{i}", user_id=user, item_id=f"i{i % 7}", type="click", **kw)
+
+
+def drain(log, group="g", consumer="c1"):
+    out = []
+    while True:
+        batch = log.read(group, consumer, count=100, block_ms=10)
+        if not batch:
+            return out
+        out.extend(batch)
+
+
+def test_append_then_read_in_order(event_log):
+    log = event_log.store
+    result = log.append([ev(i) for i in range(10)])
+    assert (result.accepted, result.duplicates) == (10, 0)
+    entries = drain(log)
+    assert [e.event.id for e in entries] == [f"e{i}" for i in range(10)]
+    positions = [e.position for e in entries]
+    assert positions == sorted(positions) and len(set(positions)) == 10
+    assert entries[0].event.type.value == "click" and entries[0].event.user_id == "u1"
+
+
+def test_idempotent_by_event_id_across_and_within_batches(event_log):
+    log = event_log.store
+    log.append([ev(1), ev(2)])
+    again = log.append([ev(2), ev(3), ev(3)])
+    assert (again.accepted, again.duplicates) == (1, 2)
+    assert sorted(again.duplicate_ids) == ["e2", "e3"]
+    assert log.count() == 3
+
+
+def test_event_fields_round_trip(event_log):
+    log = event_log.store
+    original = Event(id="x", user_id="u", item_id="i", type="rating", value=4.5, text="great",
+                     context={"device": "tv", "n": 2}, decision_id="d1", timestamp=1_700_000_000.5,
+                     received_at=1_700_000_001.25)
+    log.append([original])
+    (entry,) = drain(log)
+    assert entry.event == original
+
+
+def test_unacked_entries_are_redelivered_after_restart(event_log):
+    log = event_log.store
+    log.append([ev(i) for i in range(6)])
+    first = log.read("g", "c1", count=4)
+    log.ack("g", first[:2])
+    log = event_log.reopen()
+    again = drain(log)
+    assert [e.event.id for e in again] == ["e2", "e3", "e4", "e5"]
+    log.ack("g", again)
+    assert log.lag("g") == 0
+    log = event_log.reopen()
+    assert drain(log) == []
+
+
+def test_groups_are_independent(event_log):
+    log = event_log.store
+    log.append([ev(i) for i in range(3)])
+    a = drain(log, group="a")
+    log.ack("a", a)
+    assert log.lag("a") == 0
+    assert log.lag("b") == 3
+    assert len(drain(log, group="b")) == 3
+
+
+def test_lag_counts_appended_not_acked(event_log):
+    log = event_log.store
+    log.append([ev(i) for i in range(5)])
+    assert log.lag("g") == 5
+    entries = drain(log)
+    log.ack("g", entries[:3])
+    assert log.lag("g") == 2
+
+
+def test_acknowledged_appends_are_durable(durable_url):
+    for holder in opened("event_log", durable_url):
+        holder.store.append([ev(i) for i in range(4)])
+        log = holder.reopen()
+        assert log.count() == 4
+        assert [e.event.id for e in drain(log)] == ["e0", "e1", "e2", "e3"]
+
+
+def test_empty_read_blocks_at_most_block_ms(event_log):
+    import time
+
+    started = time.monotonic()
+    assert event_log.store.read("g", "c1", count=10, block_ms=100) == []
+    assert time.monotonic() - started < 2.0
