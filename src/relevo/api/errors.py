@@ -27,16 +27,21 @@ _CODES = {
 }
 
 
+_UNION_TAGS = {"str", "int", "float", "bool", "constrained-str", "list", "dict"}
+# When several problems are reported (e.g. one per branch of a union), show the most telling.
+_PRIORITY = {"finite_number": 0, "missing": 1, "extra_forbidden": 2, "enum": 3, "too_long": 4}
+
+
 def field_path(loc: tuple[Any, ...]) -> str:
-    """('body', 'events', 3, 'type') -> 'events[3].type'."""
+    """('body', 'events', 3, 'type') -> 'events[3].type'; union-branch labels end the path."""
     out = ""
     for part in loc:
-        if part in ("body",) and not out:
+        if part == "body" and not out:
             continue
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(part, str) and part.startswith(("function-", "union[", "str", "int", "float", "bool", "list[")):
-            continue  # pydantic's union-branch labels are not fields
+        elif part in _UNION_TAGS or "[" in str(part) or str(part).startswith("function-"):
+            break
         else:
             out += f".{part}" if out else str(part)
     return out
@@ -50,7 +55,7 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 
 async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
-    errors = exc.errors()
+    errors = sorted(exc.errors(), key=lambda e: _PRIORITY.get(e.get("type"), 9))
     first = errors[0] if errors else {"type": "invalid", "loc": (), "msg": "invalid request"}
     kind = first.get("type", "invalid")
     status, code = _CODES.get(kind, (422, "invalid_field"))
@@ -62,8 +67,9 @@ async def on_validation_error(request: Request, exc: RequestValidationError) -> 
     message = str(first.get("msg", "invalid"))
     if kind == "too_long":
         message = f"batch too large: {message}"
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    distinct = {field_path(tuple(e.get("loc", ()))) for e in errors}
+    if len(distinct) > 1:
+        message += f" (and problems in {len(distinct) - 1} more field{'s' if len(distinct) > 2 else ''})"
     _count(request, code)
     return error_response(status, code, message, field or None)
 
