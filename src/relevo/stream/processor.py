@@ -139,6 +139,7 @@ class StreamProcessor:
         reward_x: list[np.ndarray] = []
         reward_r: list[float] = []
         applied = skipped = 0
+        changed: set[str] = set()
         freshness: list[float] = []
         for entry in entries:
             event = entry.event
@@ -147,6 +148,7 @@ class StreamProcessor:
                 skipped += 1
                 continue
             self._apply_to_user(state, event, entry.position, vectors.get(event.item_id))
+            changed.add(event.user_id)
             stats = self._apply_to_item(event, entry.position)
             if stats is not None:
                 touched_items[event.item_id] = stats
@@ -158,9 +160,10 @@ class StreamProcessor:
             applied += 1
         now = time.time()
         rows: list[tuple[str, str, bytes]] = []
-        for state in states.values():
+        for user_id in changed:
+            state = states[user_id]
             state.updated_at = now
-            rows.append((USERS_NS, state.user_id, state.encode()))
+            rows.append((USERS_NS, user_id, state.encode()))
         rows.extend((ITEM_STATS_NS, s.item_id, s.encode()) for s in touched_items.values())
         with self.policy.lock:
             if reward_r:

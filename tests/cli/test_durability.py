@@ -1,0 +1,76 @@
+"""Acknowledged events survive ``kill -9`` of the server; derived state is restored."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from relevo.cli.server import free_port
+
+
+def start_server(home, port):
+    env = {**os.environ, "RELEVO_HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relevo.cli.main", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(f"relevo serve exited with {proc.returncode}")
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("relevo serve did not become healthy")
+
+
+def test_kill_9_loses_no_acknowledged_event(tmp_path, movielens_items, encoder):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_server(tmp_path, port)
+    try:
+        items = [it.model_dump(mode="json", exclude_none=True) for it in movielens_items[:300]]
+        assert httpx.post(f"{base}/v1/items", json={"items": items}, timeout=60).json() == {"accepted": 300}
+        acked = 0
+        for b in range(30):
+            batch = [
+                {"id": f"k{b}-{i}", "user_id": f"u{i % 7}", "item_id": items[(b * 50 + i) % 300]["id"], "type": "click"}
+                for i in range(50)
+            ]
+            r = httpx.post(f"{base}/v1/events", json={"events": batch}, timeout=30)
+            assert r.status_code == 202
+            acked += r.json()["accepted"]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # no shutdown hook runs: no index snapshot, no flush
+        proc.wait()
+    assert acked == 1500
+
+    proc = start_server(tmp_path, port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            stats = httpx.get(f"{base}/v1/stats", timeout=5).json()
+            if stats["consumer_lag"] == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert stats["events_in_log"] == acked
+        assert stats["consumer_lag"] == 0
+        assert stats["items"] == 300
+        rec = httpx.post(f"{base}/v1/recommendations", json={"user_id": "u3", "n": 5}, timeout=10).json()
+        assert rec["tier"] == "streaming" and len(rec["items"]) == 5
+        # replaying everything after the restart is recognised as duplicates
+        dup = httpx.post(f"{base}/v1/events", json={"events": [
+            {"id": "k0-0", "user_id": "u0", "item_id": items[0]["id"], "type": "click"}]}, timeout=10).json()
+        assert dup == {"accepted": 0, "duplicates": 1}
+    finally:
+        proc.terminate()
+        proc.wait(30)
