@@ -51,7 +51,7 @@ class StreamSettings(_Config):
 
 
 class RecommendSettings(_Config):
-    candidates: int = Field(200, ge=10, le=5000)
+    candidates: int = Field(100, ge=10, le=5000)
     max_n: int = Field(100, ge=1, le=1000)
     exploration: float = Field(0.3, ge=0)
     propensity_samples: int = Field(200, ge=0, le=10_000)

@@ -100,9 +100,13 @@ class HnswIndex:
             k = min(k, live)
             if k <= 0:
                 return [], np.zeros(0, dtype=np.float32)
+            q = np.asarray(query, dtype=np.float32).reshape(1, self.dim)
+            if allow is None and len(exclude) <= self.OVERFETCH_LIMIT:
+                found = self._search_overfetch(q, k, exclude)
+                if found is not None:
+                    return found
             predicate = self._predicate(exclude, allow)
             self._index.set_ef(max(self.ef_search, k))
-            q = np.asarray(query, dtype=np.float32).reshape(1, self.dim)
             while True:
                 try:
                     labels, dists = self._index.knn_query(q, k=k, filter=predicate)
@@ -114,6 +118,29 @@ class HnswIndex:
                     k = max(1, k // 2)
             ids = [self._ids[int(label)] for label in labels[0]]
             return ids, (1.0 - dists[0]).astype(np.float32)
+
+    # Up to this many exclusions, asking for k + |exclude| and dropping them afterwards is
+    # cheaper than a Python filter callback at every node the graph walk visits.
+    OVERFETCH_LIMIT = 256
+
+    def _search_overfetch(self, q: np.ndarray, k: int, exclude: Collection[str]):
+        blocked = sum(1 for i in exclude if i in self._labels)
+        want = min(k + blocked, len(self._labels))
+        self._index.set_ef(max(self.ef_search, want))
+        try:
+            labels, dists = self._index.knn_query(q, k=want)
+        except RuntimeError:
+            return None
+        ids, scores = [], []
+        for label, dist in zip(labels[0].tolist(), dists[0].tolist()):
+            item_id = self._ids[label]
+            if item_id in exclude:
+                continue
+            ids.append(item_id)
+            scores.append(1.0 - dist)
+            if len(ids) == k:
+                break
+        return ids, np.asarray(scores, dtype=np.float32)
 
     def _predicate(self, exclude: Collection[str], allow: Predicate | None):
         if not exclude and allow is None:

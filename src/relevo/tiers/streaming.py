@@ -51,7 +51,7 @@ class StreamingTier:
         decisions: DecisionLog,
         policy: PersistedPolicy,
         *,
-        candidates: int = 200,
+        candidates: int = 100,
         session_gap_s: float = 1800.0,
         seed: int = 0,
     ):

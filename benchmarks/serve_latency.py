@@ -1,0 +1,104 @@
+"""HTTP latency of POST /v1/recommendations at a fixed concurrency, with GET /healthz
+measured in the same run as the baseline (the cost of the HTTP stack alone).
+
+The server runs in its own process (uvicorn, embedded default stores); the load comes from
+this process over loopback, so on a 2-core machine client and server share the CPUs.
+
+    python -m benchmarks.serve_latency [--quick] [--sizes 10000 100000] [--concurrency 4] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+
+from benchmarks._common import emit, parser, pct, table
+from relevo.cli.server import free_port
+
+
+async def load(url: str, body_for, concurrency: int, seconds: float) -> tuple[list[float], int, float]:
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+        async def worker(w: int) -> None:
+            nonlocal errors
+            rng = np.random.default_rng(w)
+            while time.perf_counter() < stop_at:
+                body = body_for(rng)
+                t = time.perf_counter()
+                r = await (client.post(url, json=body) if body is not None else client.get(url))
+                latencies.append((time.perf_counter() - t) * 1000)
+                if r.status_code != 200:
+                    errors += 1
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return latencies, errors, elapsed
+
+
+def start(items: int, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks._server", "--items", str(items), "--port", str(port)],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ})
+    for line in proc.stdout:
+        if line.startswith("READY"):
+            break
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("benchmark server did not start")
+
+
+def main() -> None:
+    p = parser("serve_latency", __doc__)
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--n", type=int, default=20, help="items per recommendation")
+    args = p.parse_args()
+    sizes = [10_000] if args.quick else args.sizes
+    seconds = 8.0 if args.quick else args.seconds
+    figures: dict = {"bench": "serve_latency", "concurrency": args.concurrency, "seconds": seconds, "n": args.n}
+    rows = [("items", "endpoint", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors")]
+    for size in sizes:
+        port = free_port()
+        proc = start(size, port)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            asyncio.run(load(f"{base}/healthz", lambda r: None, args.concurrency, 2.0))  # warm-up
+            h_lat, h_err, h_el = asyncio.run(load(f"{base}/healthz", lambda r: None, args.concurrency, seconds))
+            body = lambda r: {"user_id": f"u{int(r.integers(1000))}", "n": args.n}  # noqa: E731
+            asyncio.run(load(f"{base}/v1/recommendations", body, args.concurrency, 2.0))
+            r_lat, r_err, r_el = asyncio.run(load(f"{base}/v1/recommendations", body, args.concurrency, seconds))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        hp, rp = pct(h_lat, 50, 95, 99), pct(r_lat, 50, 95, 99)
+        rows.append((size, "GET /healthz (baseline)", round(len(h_lat) / h_el, 1), *hp, h_err))
+        rows.append((size, "POST /v1/recommendations", round(len(r_lat) / r_el, 1), *rp, r_err))
+        figures[f"items_{size}"] = {
+            "p50_ms": rp[0], "p95_ms": rp[1], "p99_ms": rp[2], "req_per_s": round(len(r_lat) / r_el, 1), "errors": r_err,
+            "baseline_p50_ms": hp[0], "baseline_p95_ms": hp[1], "baseline_p99_ms": hp[2],
+            "baseline_req_per_s": round(len(h_lat) / h_el, 1),
+        }
+    table(f"HTTP latency at concurrency {args.concurrency}, {seconds:.0f} s per endpoint", rows)
+    last = figures[f"items_{sizes[-1]}"]
+    figures.update({"p50_ms": last["p50_ms"], "p95_ms": last["p95_ms"], "p99_ms": last["p99_ms"],
+                    "baseline_p95_ms": last["baseline_p95_ms"], "items": sizes[-1]})
+    emit(figures)
+
+
+if __name__ == "__main__":
+    main()
