@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 
 from benchmarks._common import emit, parser, pct, table
-from relevo.cli.server import free_port
+from relevo.cli.server import free_port, wait_healthy
 
 
 async def load(url: str, body_for, concurrency: int, seconds: float) -> tuple[list[float], int, float]:
@@ -50,15 +50,8 @@ def start(items: int, port: int) -> subprocess.Popen:
     for line in proc.stdout:
         if line.startswith("READY"):
             break
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("benchmark server did not start")
+    wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=60)
+    return proc
 
 
 def main() -> None:

@@ -21,7 +21,9 @@ import structlog
 
 from relevo.bandits.linear_ts import LinearTS, LinTSConfig
 from relevo.bandits.persisted import PersistedPolicy
-from relevo.context.state import ITEMS_NS, PREFERENCES_NS
+from relevo.context import consent as consent_registry
+from relevo.context.state import ITEMS_NS, PREFERENCES_NS, USERS_NS, UserState
+from relevo.emotion import behaviour, rerank
 from relevo.embeddings.encoder import TextEncoder
 from relevo.embeddings.streaming import StreamingConfig
 from relevo.errors import NotFound, ValidationError
@@ -87,6 +89,7 @@ class Engine:
         self.catalog = Catalog()
         self.index = self._new_index(dim)
         self._load_items(dim)
+        self.affect = self._affect_analyzer()
         rec = s.recommend
         bandit = LinearTS(
             LinTSConfig(
@@ -101,16 +104,41 @@ class Engine:
             self.events, self.features, self.index, self.catalog, self.decisions, self.policy, self.metrics,
             StreamingConfig(st.long_decay, st.session_decay, st.session_gap_s),
             batch_size=st.batch_size, poll_ms=st.poll_ms,
+            affect_analyzer=self.affect, behaviour_config=behaviour.BehaviourConfig(s.emotion.half_life_s),
         )
         self.processor.load()
         self.streaming = StreamingTier(
             self.features, self.index, self.catalog, self.decisions, self.policy,
             candidates=rec.candidates, session_gap_s=st.session_gap_s, seed=rec.seed,
+            emotion=self._rerank_config(),
         )
         self.processor.start()
         self._opened = True
         log.info("engine_opened", home=str(s.home), items=len(self.catalog))
         return self
+
+    def _affect_analyzer(self):
+        if not self.settings.emotion.enabled:
+            return None
+        from relevo.emotion.text import TextAffectAnalyzer
+
+        return TextAffectAnalyzer(self.encoder)
+
+    def _rerank_config(self) -> rerank.RerankConfig | None:
+        e = self.settings.emotion
+        if not e.enabled:
+            return None
+        return rerank.RerankConfig(e.frustration_threshold, e.familiarity_weight, e.congruence_weight, e.max_shift)
+
+    def _item_valence(self, items: Sequence[Item], vectors: np.ndarray, encoded: bool) -> np.ndarray:
+        """Item text affect: the full analyzer when the vectors are MiniLM's own (encoded
+        here), VADER's compound when the caller supplied vectors of another space."""
+        texts = [it.content_text() for it in items]
+        vader = self.affect.vader.scores(texts)
+        if not encoded:
+            return vader[:, 3]
+        p = self.affect.model.predict_proba(np.hstack([vectors, vader.astype(np.float32)]))
+        return p[:, 2] - p[:, 0]
 
     def _new_index(self, dim: int):
         cfg = self.settings.index
@@ -184,7 +212,8 @@ class Engine:
             if item.id in seen:
                 raise ValidationError(f"item id {item.id!r} appears twice in the batch", field=f"items[{i}].id")
             seen.add(item.id)
-        if vectors is None:
+        encoded = vectors is None
+        if encoded:
             vectors = self.encoder.encode([it.content_text() for it in items])
         else:
             vectors = np.asarray(vectors, dtype=np.float32)
@@ -201,6 +230,9 @@ class Engine:
             self.index.upsert([it.id for it in stamped], vectors)
             for it in stamped:
                 self.catalog.upsert(it)
+            if self.affect is not None:
+                for it, v in zip(stamped, self._item_valence(stamped, vectors, encoded)):
+                    self.catalog.set_valence(it.id, float(v))
         self.metrics.items.set(len(self.catalog))
         return len(items)
 
@@ -290,6 +322,38 @@ class Engine:
     def get_preferences(self, user_id: str) -> dict[str, Any]:
         raw = self.features.get(PREFERENCES_NS, user_id)
         return orjson.loads(raw) if raw is not None else {}
+
+    # -- consent -------------------------------------------------------------------------
+
+    def put_consent(self, user_id: str, grants: dict[str, Any]) -> dict[str, Any]:
+        """Grant or withdraw consent per purpose (read-your-writes). Withdrawing ``emotion``
+        deletes the affect stored for the user in the same write."""
+        unknown = set(grants) - set(consent_registry.PURPOSES)
+        if unknown:
+            raise ValidationError(f"unknown consent purposes {sorted(unknown)}; known: {list(consent_registry.PURPOSES)}",
+                                  field=sorted(unknown)[0])
+        for key, value in grants.items():
+            if not isinstance(value, bool):
+                raise ValidationError(f"consent {key!r} must be true or false", field=key)
+        with self.processor.write_lock:
+            current = consent_registry.read(self.features, user_id)
+            for key, value in grants.items():
+                setattr(current, key, value)
+            rows = [consent_registry.row(user_id, current)]
+            if not current.emotion:
+                raw = self.features.get(USERS_NS, user_id)
+                if raw is not None:
+                    state = UserState.decode(raw)
+                    if state.affect is not None or state.abandoned_sessions:
+                        state.affect, state.abandoned_sessions = None, 0
+                        rows.append((USERS_NS, user_id, state.encode()))
+            self.features.put_many(rows)
+        return self.get_consent(user_id)
+
+    def get_consent(self, user_id: str) -> dict[str, Any]:
+        c = consent_registry.read(self.features, user_id)
+        return {"emotion": c.emotion, "updated_at": c.updated_at or None,
+                "emotion_available": self.settings.emotion.enabled}
 
     # -- introspection -------------------------------------------------------------------
 

@@ -58,6 +58,19 @@ class RecommendSettings(_Config):
     seed: int = 0
 
 
+class EmotionSettings(_Config):
+    """Per-deployment switch and knobs. Even when enabled, affect is computed only for
+    users who opted in (consent ``emotion``); disable it where emotion recognition is not
+    allowed (the EU AI Act prohibits it in workplaces and education)."""
+
+    enabled: bool = False
+    half_life_s: float = Field(300.0, gt=0)
+    frustration_threshold: float = Field(0.4, ge=0, le=1)
+    familiarity_weight: float = Field(0.6, ge=0, le=2)
+    congruence_weight: float = Field(0.1, ge=0, le=1)
+    max_shift: float = Field(0.3, ge=0, le=1)
+
+
 class ApiSettings(_Config):
     max_batch: int = Field(1000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
@@ -75,6 +88,7 @@ class Settings(BaseSettings):
     stream: StreamSettings = StreamSettings()
     recommend: RecommendSettings = RecommendSettings()
     api: ApiSettings = ApiSettings()
+    emotion: EmotionSettings = EmotionSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from relevo.cli.server import free_port
+from relevo.cli.server import free_port, wait_healthy
 
 
 def start_server(home, port):
@@ -19,18 +19,8 @@ def start_server(home, port):
         [sys.executable, "-m", "relevo.cli.main", "serve", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise AssertionError(f"relevo serve exited with {proc.returncode}")
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("relevo serve did not become healthy")
+    wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=120)
+    return proc
 
 
 def test_kill_9_loses_no_acknowledged_event(tmp_path, movielens_items, encoder):

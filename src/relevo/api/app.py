@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relevo import __version__
 from relevo.api import errors
-from relevo.api.schemas import EventsIn, FeedbackIn, ItemsIn, PreferencesIn, RecommendIn
+from relevo.api.schemas import ConsentIn, EventsIn, FeedbackIn, ItemsIn, PreferencesIn, RecommendIn
 from relevo.engine import Engine
 from relevo.errors import RelevoError
 from relevo.records import Id
@@ -95,6 +95,14 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     @app.get("/v1/users/{user_id}/preferences", tags=["users"])
     async def get_preferences(user_id: Id, request: Request) -> Response:
         return _json(eng(request).get_preferences(user_id))
+
+    @app.put("/v1/users/{user_id}/consent", tags=["users"])
+    async def put_consent(user_id: Id, body: ConsentIn, request: Request) -> Response:
+        return _json(eng(request).put_consent(user_id, body.model_dump(exclude_unset=True)))
+
+    @app.get("/v1/users/{user_id}/consent", tags=["users"])
+    async def get_consent(user_id: Id, request: Request) -> Response:
+        return _json(eng(request).get_consent(user_id))
 
     @app.post("/v1/recommendations", tags=["recommendations"])
     async def recommend(body: RecommendIn, request: Request) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from relevo.records import Event, Id, Item, Scalar
 
@@ -36,6 +36,12 @@ class FeedbackIn(_Body):
     decision_id: Id
     item_id: Id
     reward: float = Field(ge=-1e6, le=1e6)
+
+
+class ConsentIn(_Body):
+    """Purposes the user grants (true) or withdraws (false); omitted ones are unchanged."""
+
+    emotion: StrictBool | None = None
 
 
 class PreferencesIn(BaseModel):

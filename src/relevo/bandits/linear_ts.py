@@ -81,14 +81,26 @@ class LinearTS:
     def mean(self) -> np.ndarray:
         return self._posterior[0].copy()
 
-    def sample_thetas(self, rng: np.random.Generator, s: int) -> np.ndarray:
+    def sample_thetas(self, rng: np.random.Generator, s: int, exploration_scale: float = 1.0) -> np.ndarray:
         """``s`` posterior draws, shape (s, d)."""
         mu, chol = self._posterior
         z = rng.standard_normal((s, self.config.dim))
-        return mu + self.config.exploration * z @ chol.T
+        return mu + exploration_scale * self.config.exploration * z @ chol.T
 
-    def select(self, features: np.ndarray, n: int, rng: np.random.Generator) -> Slate:
-        """Choose a slate of n rows of ``features`` (shape (K, d), float)."""
+    def select(
+        self,
+        features: np.ndarray,
+        n: int,
+        rng: np.random.Generator,
+        *,
+        exploration_scale: float = 1.0,
+        bonus: np.ndarray | None = None,
+    ) -> Slate:
+        """Choose a slate of n rows of ``features`` (shape (K, d), float).
+
+        ``exploration_scale`` multiplies the posterior spread of the draws; ``bonus`` (K,)
+        is added to every draw's scores (e.g. emotion-aware re-ranking), so the
+        propensities describe the adjusted policy exactly."""
         x = np.asarray(features, dtype=np.float64)
         k = x.shape[0]
         n = min(n, k)
@@ -96,8 +108,12 @@ class LinearTS:
             empty = np.zeros(0)
             return Slate(empty.astype(np.int64), empty, empty, empty.astype(bool))
         mu, _ = self._posterior
-        draws = self.sample_thetas(rng, 1 + self.config.propensity_samples)
+        draws = self.sample_thetas(rng, 1 + self.config.propensity_samples, exploration_scale)
         scores = x @ draws.T  # (K, S+1)
+        mean_scores = x @ mu
+        if bonus is not None:
+            scores += np.asarray(bonus, dtype=np.float64)[:, None]
+            mean_scores = mean_scores + bonus
         chosen = top_n(scores[:, 0], n)
         s = self.config.propensity_samples
         counts = np.zeros(k)
@@ -105,7 +121,7 @@ class LinearTS:
             tops = top_n(scores[:, 1:].T, n)  # (S, n)
             counts = np.bincount(tops.ravel(), minlength=k).astype(np.float64)
         propensity = (1.0 + counts[chosen]) / (s + 1.0)
-        greedy = set(top_n(x @ mu, n).tolist())
+        greedy = set(top_n(mean_scores, n).tolist())
         explored = np.array([i not in greedy for i in chosen.tolist()], dtype=bool)
         return Slate(chosen, scores[chosen, 0], propensity, explored)
 

@@ -27,6 +27,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def wait_healthy(base_url: str, proc=None, timeout: float = 120.0) -> None:
+    """Poll ``GET /healthz`` until it answers 200; raise if ``proc`` exits or time runs out."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server process exited with {proc.returncode}")
+        time.sleep(0.1)
+    if proc is not None:
+        proc.kill()
+    raise RuntimeError(f"{base_url} did not become healthy in {timeout:.0f} s")
+
+
 class BackgroundServer:
     """uvicorn serving ``engine`` on a daemon thread (used by ``relevo demo``)."""
 

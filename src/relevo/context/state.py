@@ -14,6 +14,7 @@ import orjson
 
 USERS_NS = "users"
 PREFERENCES_NS = "preferences"
+CONSENT_NS = "consent"
 ITEM_STATS_NS = "item_stats"
 ITEMS_NS = "items"
 MAX_SEEN = 5000
@@ -47,6 +48,8 @@ class UserState:
     event_time: float = 0.0
     received_at: float = 0.0
     updated_at: float = 0.0
+    affect: dict | None = None  # SessionAffect.to_dict(), only with emotion consent
+    abandoned_sessions: int = 0  # only with emotion consent
 
     def encode(self) -> bytes:
         meta = {
@@ -65,6 +68,8 @@ class UserState:
             "event_time": self.event_time,
             "received_at": self.received_at,
             "updated_at": self.updated_at,
+            "affect": self.affect,
+            "abandoned_sessions": self.abandoned_sessions,
         }
         head = orjson.dumps(meta)
         parts = [struct.pack("<I", len(head)), head]

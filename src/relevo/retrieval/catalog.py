@@ -37,6 +37,7 @@ class Catalog:
         self._alive = np.zeros(1024, dtype=bool)
         self.engagement = np.zeros(1024, dtype=np.float64)
         self.added_at = np.zeros(1024, dtype=np.float64)
+        self.valence = np.zeros(1024, dtype=np.float64)  # item text affect in [-1, 1]
         self._popular_cache: tuple[float, np.ndarray] | None = None
         self.max_engagement = 1.0
 
@@ -67,7 +68,7 @@ class Catalog:
 
     def _grow(self) -> None:
         size = 2 * len(self._alive)
-        for name in ("_alive", "engagement", "added_at"):
+        for name in ("_alive", "engagement", "added_at", "valence"):
             old = getattr(self, name)
             new = np.zeros(size, dtype=old.dtype)
             new[: len(old)] = old
@@ -82,6 +83,11 @@ class Catalog:
             self.engagement[row] = 0.0
             self._popular_cache = None
             return True
+
+    def set_valence(self, item_id: str, value: float) -> None:
+        row = self._rows.get(item_id)
+        if row is not None:
+            self.valence[row] = value
 
     def set_engagement(self, item_id: str, value: float) -> None:
         row = self._rows.get(item_id)

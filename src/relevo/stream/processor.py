@@ -17,7 +17,10 @@ import numpy as np
 import structlog
 
 from relevo.bandits.persisted import PersistedPolicy
+from relevo.context import consent as consent_registry
 from relevo.context.state import ITEM_STATS_NS, MAX_RECENT, MAX_SEEN, USERS_NS, ItemStats, UserState
+from relevo.emotion import behaviour
+from relevo.emotion.text import TextAffect
 from relevo.embeddings.streaming import StreamingConfig, decayed_add, event_weight
 from relevo.observability.metrics import Metrics
 from relevo.records import Decision, Event, EventType
@@ -66,6 +69,8 @@ class StreamProcessor:
         batch_size: int = 512,
         poll_ms: int = 50,
         consumer: str = "embedded",
+        affect_analyzer=None,
+        behaviour_config: behaviour.BehaviourConfig | None = None,
     ):
         self.log = log_
         self.features = features
@@ -78,6 +83,11 @@ class StreamProcessor:
         self.batch_size = batch_size
         self.poll_ms = poll_ms
         self.consumer = consumer
+        # Emotion signals: None disables them for the deployment; otherwise they are
+        # computed only for users whose consent grants ``emotion``.
+        self.affect_analyzer = affect_analyzer
+        self.behaviour_config = behaviour_config or behaviour.BehaviourConfig()
+        self.write_lock = threading.Lock()
         self.item_stats: dict[str, ItemStats] = {}
         self._decision_cache: OrderedDict[str, Decision | None] = OrderedDict()
         self._stop = threading.Event()
@@ -135,6 +145,8 @@ class StreamProcessor:
         for user_id, raw in zip(user_ids, self.features.get_many(USERS_NS, user_ids)):
             states[user_id] = UserState.decode(raw) if raw is not None else UserState(user_id, self.index.dim)
         vectors = self._item_vectors({e.event.item_id for e in entries})
+        consented = self._consented(user_ids)
+        text_affect = self._text_affect(entries, consented)
         touched_items: dict[str, ItemStats] = {}
         reward_x: list[np.ndarray] = []
         reward_r: list[float] = []
@@ -148,6 +160,8 @@ class StreamProcessor:
                 skipped += 1
                 continue
             self._apply_to_user(state, event, entry.position, vectors.get(event.item_id))
+            if event.user_id in consented:
+                self._apply_affect(state, event, text_affect.get(entry.position))
             changed.add(event.user_id)
             stats = self._apply_to_item(event, entry.position)
             if stats is not None:
@@ -165,7 +179,17 @@ class StreamProcessor:
             state.updated_at = now
             rows.append((USERS_NS, user_id, state.encode()))
         rows.extend((ITEM_STATS_NS, s.item_id, s.encode()) for s in touched_items.values())
-        with self.policy.lock:
+        with self.write_lock, self.policy.lock:
+            # consent may have been withdrawn while this batch was computed
+            with_affect = [u for u in changed if states[u].affect is not None]
+            if with_affect:
+                withdrawn = set(with_affect) - self._consented(with_affect)
+                if withdrawn:
+                    rows = [r for r in rows if not (r[0] == USERS_NS and r[1] in withdrawn)]
+                    for user_id in withdrawn:
+                        states[user_id].affect = None
+                        states[user_id].abandoned_sessions = 0
+                        rows.append((USERS_NS, user_id, states[user_id].encode()))
             if reward_r:
                 self.policy.learn(np.vstack(reward_x), np.array(reward_r), entries[-1].position)
                 rows.append(self.policy.doc_row())
@@ -186,6 +210,29 @@ class StreamProcessor:
         if reward_r:
             self.metrics.rewards.labels("event").inc(len(reward_r))
         return BatchResult(applied, skipped, len(reward_r))
+
+    def _consented(self, user_ids: list[str]) -> set[str]:
+        if self.affect_analyzer is None or not user_ids:
+            return set()
+        return {u for u, c in consent_registry.read_many(self.features, list(user_ids)).items() if c.emotion}
+
+    def _text_affect(self, entries: list[LogEntry], consented: set[str]) -> dict[int, TextAffect]:
+        """Affect of the text carried by consented users' events, by log position."""
+        todo = [e for e in entries if e.event.text and e.event.user_id in consented]
+        if not todo:
+            return {}
+        return dict(zip((e.position for e in todo), self.affect_analyzer.analyze([e.event.text for e in todo])))
+
+    def _apply_affect(self, state: UserState, event: Event, text: TextAffect | None) -> None:
+        affect = behaviour.SessionAffect.from_dict(state.affect) if state.affect else behaviour.SessionAffect()
+        if state.session_events == 1 and affect.last_event:  # _apply_to_user opened a new session
+            if behaviour.abandoned(affect):
+                state.abandoned_sessions += 1
+            affect = behaviour.SessionAffect()
+        behaviour.update(affect, event, self.behaviour_config, text.valence if text else None)
+        if text is not None:
+            affect.emotion = text.emotion
+        state.affect = affect.to_dict()
 
     def _item_vectors(self, item_ids: set[str]) -> dict[str, np.ndarray]:
         present = [i for i in item_ids if i in self.index]

@@ -15,8 +15,11 @@ from typing import Any
 import numpy as np
 
 from relevo.bandits.persisted import PersistedPolicy
+from relevo.context import consent as consent_registry
 from relevo.context.state import PREFERENCES_NS, USERS_NS, UserState
 from relevo.embeddings.streaming import unit
+from relevo.emotion import rerank
+from relevo.emotion.behaviour import SessionAffect
 from relevo.records import Decision, Recommendation, ScoredItem
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.protocol import VectorIndex
@@ -54,6 +57,7 @@ class StreamingTier:
         candidates: int = 100,
         session_gap_s: float = 1800.0,
         seed: int = 0,
+        emotion: rerank.RerankConfig | None = None,
     ):
         self.features = features
         self.index = index
@@ -63,6 +67,7 @@ class StreamingTier:
         self.candidates = candidates
         self.session_gap_s = session_gap_s
         self.seed = seed
+        self.emotion = emotion  # None: emotion-aware re-ranking is off for the deployment
 
     def recommend(self, req: RecommendRequest) -> Recommendation:
         started = time.perf_counter()
@@ -84,7 +89,10 @@ class StreamingTier:
             items, features, policy = self._popular(req.n, exclude, compiled.predicate), [], "popularity"
             fallback = "no_user_vector" if state is None or state.vector is None else "no_positive_signal"
         else:
-            items, features = self._bandit(req, decision_id, user_vec, session_vec, exclude, compiled.predicate, prefs, now)
+            affect = self._affect(req.user_id, state, now)
+            items, features = self._bandit(
+                req, decision_id, user_vec, session_vec, exclude, compiled.predicate, prefs, now, affect
+            )
             policy, fallback = self.policy.policy.name, None
             if not items:  # everything filtered out of the neighbourhood
                 items, features, policy, fallback = (
@@ -110,7 +118,16 @@ class StreamingTier:
         raw = self.features.get(PREFERENCES_NS, user_id)
         return orjson.loads(raw) if raw is not None else {}
 
-    def _bandit(self, req, decision_id, user_vec, session_vec, exclude, predicate, prefs, now):
+    def _affect(self, user_id: str, state: UserState, now: float) -> SessionAffect | None:
+        """The session's affect, if the deployment allows it, the user consented (checked
+        here, on the read path, as well as on the write path) and the session is live."""
+        if self.emotion is None or state.affect is None or now - state.received_at > self.session_gap_s:
+            return None
+        if not consent_registry.read(self.features, user_id).emotion:
+            return None
+        return SessionAffect.from_dict(state.affect)
+
+    def _bandit(self, req, decision_id, user_vec, session_vec, exclude, predicate, prefs, now, affect=None):
         ids: dict[str, None] = {}
         for query, k in ((user_vec, self.candidates), (session_vec, self.candidates // 2)):
             if query is not None:
@@ -128,7 +145,14 @@ class StreamingTier:
             preference, now,
         )
         rng = np.random.default_rng(derived_seed(self.seed, req.user_id, decision_id))
-        slate = self.policy.policy.select(x, req.n, rng)
+        adjustment = None
+        if affect is not None:
+            adjustment = rerank.adjust(affect, x[:, 1], x[:, 3], self.catalog.valence[rows], self.emotion)
+            slate = self.policy.policy.select(
+                x, req.n, rng, exploration_scale=adjustment.exploration_scale, bonus=adjustment.bonus
+            )
+        else:
+            slate = self.policy.policy.select(x, req.n, rng)
         items = []
         for pos, row in enumerate(slate.order.tolist()):
             items.append(
@@ -137,7 +161,7 @@ class StreamingTier:
                     score=round(float(slate.scores[pos]), 6),
                     propensity=round(float(slate.propensity[pos]), 6),
                     explored=bool(slate.explored[pos]),
-                    reasons=_reasons(x[row], bool(slate.explored[pos])),
+                    reasons=_reasons(x[row], bool(slate.explored[pos]), adjustment.reason if adjustment else None),
                 )
             )
         features = [x[row].round(6).tolist() for row in slate.order.tolist()]
@@ -169,7 +193,7 @@ class StreamingTier:
         return out
 
 
-def _reasons(x: np.ndarray, explored: bool) -> list[str]:
+def _reasons(x: np.ndarray, explored: bool, affect_reason: str | None = None) -> list[str]:
     named = dict(zip(FEATURES, x.tolist()))
     reasons = []
     if named["session_similarity"] >= 0.5:
@@ -182,4 +206,6 @@ def _reasons(x: np.ndarray, explored: bool) -> list[str]:
         reasons.append("popular")
     if explored:
         reasons.append("exploring: shown to learn whether it suits you")
+    if affect_reason:
+        reasons.append(affect_reason)
     return reasons or ["related to your activity"]
