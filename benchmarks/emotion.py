@@ -85,8 +85,7 @@ def main() -> None:
         sets, folds = sampled, 3
     encoder = MiniLMEncoder()
     vader = VaderAnalyzer()
-    x, y, which, compound = gold_features(sets, encoder, vader)
-    result = cross_validate(sets, x, y, which, compound, folds).per_set
+    result = cross_validate(sets, gold_features(sets, encoder, vader), folds).per_set
     rows = [("set", "n", "VADER macro-F1", "relevo macro-F1", "delta")]
     for name, r in result.items():
         rows.append((name, r["n"], r["vader_f1"], r["relevo_f1"], round(r["relevo_f1"] - r["vader_f1"], 4)))

@@ -63,7 +63,7 @@ class EmotionSettings(_Config):
     users who opted in (consent ``emotion``); disable it where emotion recognition is not
     allowed (the EU AI Act prohibits it in workplaces and education)."""
 
-    enabled: bool = False
+    enabled: bool = True
     half_life_s: float = Field(300.0, gt=0)
     frustration_threshold: float = Field(0.4, ge=0, le=1)
     familiarity_weight: float = Field(0.6, ge=0, le=2)

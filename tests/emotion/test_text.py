@@ -34,8 +34,7 @@ def test_cross_validated_analyzer_beats_vader_on_reviews(gold_dir, encoder):
     for s in gold.load(gold_dir):
         keep = rng.choice(len(s.texts), 1200, replace=False)
         sets.append(gold.GoldSet(s.name, [s.texts[i] for i in keep], s.ratings[keep]))
-    x, y, which, compound = gold_features(sets, encoder, VaderAnalyzer())
-    result = cross_validate(sets, x, y, which, compound, folds=5).per_set
+    result = cross_validate(sets, gold_features(sets, encoder, VaderAnalyzer()), folds=5).per_set
     assert result["movie"]["relevo_f1"] >= result["movie"]["vader_f1"] + 0.05, result
     assert result["amazon"]["relevo_f1"] >= result["amazon"]["vader_f1"] + 0.03, result
     assert result["tweets"]["relevo_f1"] >= result["tweets"]["vader_f1"] - 0.03, result

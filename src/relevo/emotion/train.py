@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from relevo.emotion import gold
-from relevo.emotion.text import WEIGHTS, VaderAnalyzer, fit_sentiment
+from relevo.emotion.text import WEIGHTS, VaderAnalyzer, features, fit_sentiment, vader_labels
 
 
 @dataclass(slots=True)
@@ -31,24 +31,40 @@ def macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
     return float(f1_score(truth, predicted, average="macro", labels=[0, 1, 2], zero_division=0))
 
 
-def gold_features(sets: list[gold.GoldSet], encoder, vader: VaderAnalyzer):
+@dataclass(slots=True)
+class GoldFeatures:
+    x: np.ndarray  # (n, 416) model input
+    y: np.ndarray  # (n,) gold class
+    which: np.ndarray  # (n,) index of the set each text comes from
+    compound: np.ndarray  # (n,) VADER compound
+    social: np.ndarray  # (n,) routed to VADER
+
+    def set_weights(self) -> np.ndarray:
+        """Each set weighs the same in training, whatever its size."""
+        counts = np.bincount(self.which)
+        return (len(self.which) / len(counts)) / counts[self.which]
+
+
+def gold_features(sets: list[gold.GoldSet], encoder, vader: VaderAnalyzer) -> GoldFeatures:
     texts = [t for s in sets for t in s.texts]
-    vscores = vader.scores(texts)
-    x = np.hstack([encoder.encode(texts), vscores.astype(np.float32)]).astype(np.float32)
+    x, scores, social = features(encoder, vader, texts)
     y = np.concatenate([s.labels for s in sets])
     which = np.concatenate([np.full(len(s.texts), i) for i, s in enumerate(sets)])
-    return x, y, which, vscores[:, 3]
+    return GoldFeatures(x, y, which, scores[:, 3], social)
 
 
-def cross_validate(sets: list[gold.GoldSet], x, y, which, compound, folds: int = 5, seed: int = 0) -> Evaluation:
+def cross_validate(sets: list[gold.GoldSet], data: GoldFeatures, folds: int = 5, seed: int = 0) -> Evaluation:
     from sklearn.model_selection import StratifiedKFold
 
+    x, y, which = data.x, data.y, data.which
+    weights = data.set_weights()
     predicted = np.empty(len(y), dtype=np.int64)
     strata = which * 3 + y
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, strata):
-        model = fit_sentiment(x[train], y[train], seed=seed)
+        model = fit_sentiment(x[train], y[train], weights[train], seed=seed)
         predicted[test] = model.predict_proba(x[test]).argmax(axis=1)
-    vader_pred = gold.label_of(compound)
+    vader_pred = vader_labels(data.compound)
+    predicted = np.where(data.social, vader_pred, predicted)  # the analyzer's routing
     per_set = {}
     for i, s in enumerate(sets):
         m = which == i
@@ -71,13 +87,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--save", action="store_true", help=f"fit on everything and write {WEIGHTS.name}")
     args = p.parse_args(argv)
     sets = gold.load(args.data_dir)
-    x, y, which, compound = gold_features(sets, MiniLMEncoder(), VaderAnalyzer())
-    result = cross_validate(sets, x, y, which, compound, args.folds)
+    data = gold_features(sets, MiniLMEncoder(), VaderAnalyzer())
+    result = cross_validate(sets, data, args.folds)
     print(f"{args.folds}-fold cross-validated macro-F1 (three classes, +-0.05)")
     for name, r in result.per_set.items():
         print(f"  {name:7s} n={r['n']:6d}  VADER {r['vader_f1']:.3f}  relevo {r['relevo_f1']:.3f}")
     if args.save:
-        fit_sentiment(x, y).save(WEIGHTS)
+        fit_sentiment(data.x, data.y, data.set_weights()).save(WEIGHTS)
         print(f"weights written to {WEIGHTS}")
     print(orjson.dumps({"folds": args.folds, "per_set": result.per_set}).decode())
 
