@@ -134,11 +134,9 @@ class Engine:
         """Item text affect: the full analyzer when the vectors are MiniLM's own (encoded
         here), VADER's compound when the caller supplied vectors of another space."""
         texts = [it.content_text() for it in items]
-        vader = self.affect.vader.scores(texts)
         if not encoded:
-            return vader[:, 3]
-        p = self.affect.model.predict_proba(np.hstack([vectors, vader.astype(np.float32)]))
-        return p[:, 2] - p[:, 0]
+            return self.affect.vader.valence(texts)
+        return self.affect.valences(texts, vectors)
 
     def _new_index(self, dim: int):
         cfg = self.settings.index

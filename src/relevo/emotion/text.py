@@ -180,6 +180,13 @@ class TextAffectAnalyzer:
         self.model = model or SentimentModel.load()
         self.emotions = EmotionCategorizer(encoder)
 
+    def valences(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        """Valence (n,) in [-1, 1] of texts whose MiniLM vectors (n, 384) are already known."""
+        scores = self.vader.scores(texts)
+        style = style_cues(texts)
+        p = self.model.predict_proba(assemble(vectors, scores, style))
+        return np.where(is_social(style), scores[:, 3], p[:, 2] - p[:, 0])
+
     def analyze(self, texts: Sequence[str]) -> list[TextAffect]:
         if not texts:
             return []
