@@ -180,6 +180,14 @@ class TextAffectAnalyzer:
         self.model = model or SentimentModel.load()
         self.emotions = EmotionCategorizer(encoder)
 
+    def _category(self, proba: np.ndarray, label: int) -> int:
+        """Most likely category whose polarity agrees with the sentiment class (the
+        zero-shot categories alone tell polarity poorly; see BENCHMARKS.md)."""
+        if label == 1:
+            return int(np.argmax(proba))
+        allowed = np.array([(n in POSITIVE_EMOTIONS) == (label == 2) for n in self.emotions.names])
+        return int(np.argmax(np.where(allowed, proba, -1.0)))
+
     def valences(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
         """Valence (n,) in [-1, 1] of texts whose MiniLM vectors (n, 384) are already known."""
         scores = self.vader.scores(texts)
@@ -205,7 +213,7 @@ class TextAffectAnalyzer:
             else:
                 k = int(np.argmax(p[i]))
                 valence, confidence = float(p[i, 2] - p[i, 0]), float(p[i, k])
-            j = int(np.argmax(e[i]))
+            j = self._category(e[i], k)
             out.append(TextAffect(
                 valence=round(valence, 4),
                 label=("negative", "neutral", "positive")[k],
