@@ -65,26 +65,6 @@ def test_replaying_the_same_events_changes_nothing(ml_engine, movielens_dir):
     assert dict(engine.features.scan("item_stats")) == stats
 
 
-def test_redelivered_batch_is_applied_once(make_engine, movielens_items, movielens_vectors, movielens_dir):
-    """A batch written but not acked (a crash between the two) is redelivered and skipped."""
-    engine = make_engine()
-    engine.processor.stop()  # drive the processor by hand
-    engine.add_items(movielens_items[:500], vectors=movielens_vectors[:500])
-    ids = {it.id for it in movielens_items[:500]}
-    events = [e for e in iter_ratings(movielens_dir) if e.item_id in ids][:300]
-    engine.ingest(events)
-    from relevo.stream.processor import GROUP
-
-    batch = engine.events.read(GROUP, "embedded", count=1000)
-    engine.processor.process(batch)
-    snapshot = {k: v for k, v in engine.features.scan("users")}
-    engagement = {k: v for k, v in engine.features.scan("item_stats")}
-    result = engine.processor.process(batch)  # the same entries again, as after a crash before ack
-    assert result.applied == 0 and result.skipped == len(batch)
-    assert dict(engine.features.scan("users")) == snapshot
-    assert dict(engine.features.scan("item_stats")) == engagement
-
-
 def test_restart_restores_state_and_index(make_engine, movielens_items, movielens_vectors, movielens_dir, tmp_path):
     home = tmp_path / "restart"
     engine = make_engine(home=home)

@@ -63,6 +63,8 @@ def test_with_consent_affect_is_computed_and_used_and_withdrawal_deletes_it(engi
     assert any("favouring familiar picks for now" in item.reasons for item in rec.items)
     body = rec.to_dict()
     assert "frustration" not in str(body) and "valence" not in str(body)  # only the reason code leaves relevo
+    logged = engine.decisions.get(rec.decision_id)
+    assert "affect" not in logged.context  # affect stays in the consent-governed user state only
     engine.put_consent("u", {"emotion": False})
     s = state(engine, "u")
     assert s.affect is None and s.abandoned_sessions == 0

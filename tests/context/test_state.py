@@ -1,0 +1,33 @@
+"""UserState and ItemStats encodings round-trip exactly (they are what the stores hold)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from relevo.context.consent import Consent
+from relevo.context.state import ItemStats, UserState
+
+
+def test_user_state_round_trip_with_and_without_vectors():
+    empty = UserState("u", 4)
+    assert UserState.decode(empty.encode()) == empty
+    full = UserState("u:1", 4, vector=np.arange(4, dtype=np.float32), session_vector=None,
+                     counters={"click": 3}, seen=["a", "b"], applied_through=17, event_time=5.5,
+                     affect={"frustration": 0.5}, abandoned_sessions=2)
+    back = UserState.decode(full.encode())
+    np.testing.assert_array_equal(back.vector, full.vector)
+    assert back.session_vector is None and back.seen == ["a", "b"] and back.affect == {"frustration": 0.5}
+    assert back.applied_through == 17 and back.abandoned_sessions == 2
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False), st.integers(0, 10**6), st.integers(0, 2**62))
+def test_item_stats_round_trip(engagement, events, position):
+    stats = ItemStats("i", engagement, events, 1.5, position)
+    assert ItemStats.decode("i", stats.encode()) == stats
+
+
+def test_consent_defaults_to_nothing_granted():
+    assert Consent.decode(None).emotion is False
+    assert Consent.decode(Consent(emotion=True).encode()).emotion is True
