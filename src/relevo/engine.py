@@ -321,6 +321,45 @@ class Engine:
         raw = self.features.get(PREFERENCES_NS, user_id)
         return orjson.loads(raw) if raw is not None else {}
 
+    # -- erasure -------------------------------------------------------------------------
+
+    def erase_user(self, user_id: str) -> dict[str, Any]:
+        """Remove the user from every store relevo keeps: their events from the log, their
+        context, vectors, affect, preferences and consent, their decisions and the
+        feedback markers of those decisions. Returns a receipt of what was removed.
+
+        Aggregates are kept and are not personal data: item popularity counters and the
+        bandit posterior (sums over all users' rewards, from which no single user's events
+        can be read back)."""
+        from relevo.bandits.persisted import FEEDBACK_NS
+
+        with self.processor.write_lock:
+            self.processor.erased_users.add(user_id)
+            decisions = self.decisions.for_user(user_id, limit=1_000_000)
+            markers = [f"{d.decision_id}:{i.item_id}" for d in decisions for i in d.items]
+            features = {
+                ns: self.features.delete(ns, user_id)
+                for ns in (USERS_NS, PREFERENCES_NS, consent_registry.CONSENT_NS)
+            }
+            features["feedback"] = sum(self.features.delete(FEEDBACK_NS, m) for m in markers)
+            events = self.events.erase_user(user_id)
+            erased_decisions = self.decisions.erase_user(user_id)
+            if hasattr(self.features, "checkpoint"):
+                self.features.checkpoint()
+        self.metrics.erasures.inc()
+        return {
+            "user_id": user_id,
+            "removed": {
+                "events": events,
+                "decisions": erased_decisions,
+                "user_state": bool(features[USERS_NS]),
+                "preferences": bool(features[PREFERENCES_NS]),
+                "consent": bool(features[consent_registry.CONSENT_NS]),
+                "feedback_markers": features["feedback"],
+            },
+            "kept_as_aggregates": ["item popularity counters", "bandit posterior sufficient statistics"],
+        }
+
     # -- consent -------------------------------------------------------------------------
 
     def put_consent(self, user_id: str, grants: dict[str, Any]) -> dict[str, Any]:

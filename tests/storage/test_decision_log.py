@@ -37,3 +37,14 @@ def test_durable(durable_url):
     for holder in opened("decision_log", durable_url):
         holder.store.append(decision(1))
         assert holder.reopen().get("d1") == decision(1)
+
+
+def test_erase_user(decision_log):
+    log = decision_log.store
+    for i in range(3):
+        log.append(decision(i))
+    log.append(decision(7, user="other"))
+    assert log.erase_user("u1") == 3
+    assert log.for_user("u1") == [] and log.get("d1") is None
+    assert log.get("d7") is not None
+    assert log.erase_user("u1") == 0

@@ -97,3 +97,19 @@ def test_empty_read_blocks_at_most_block_ms(event_log):
     started = time.monotonic()
     assert event_log.store.read("g", "c1", count=10, block_ms=100) == []
     assert time.monotonic() - started < 2.0
+
+
+def test_erase_user_removes_their_events_and_ids(event_log):
+    log = event_log.store
+    log.append([ev(i, user="gone") for i in range(3)] + [ev(i, user="kept") for i in range(3, 6)])
+    delivered = log.read("g", "c1", count=2)  # one delivered but not acked, as in flight
+    assert log.erase_user("gone") == 3
+    assert log.erase_user("gone") == 0
+    assert log.count() == 3
+    log.ack("g", delivered)
+    rest = drain(event_log.reopen())
+    assert {e.event.user_id for e in rest} == {"kept"}
+    log = event_log.store
+    log.ack("g", rest)
+    assert log.lag("g") == 0
+    assert log.append([ev(0, user="gone")]).accepted == 1  # the id is free again: new data

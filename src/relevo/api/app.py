@@ -96,6 +96,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     async def get_preferences(user_id: Id, request: Request) -> Response:
         return _json(eng(request).get_preferences(user_id))
 
+    @app.delete("/v1/users/{user_id}", tags=["users"])
+    def erase_user(user_id: Id, request: Request) -> Response:
+        return _json(eng(request).erase_user(user_id))
+
     @app.put("/v1/users/{user_id}/consent", tags=["users"])
     async def put_consent(user_id: Id, body: ConsentIn, request: Request) -> Response:
         return _json(eng(request).put_consent(user_id, body.model_dump(exclude_unset=True)))

@@ -63,6 +63,7 @@ class Metrics:
         self.shown = Counter("relevo_items_shown", "Items shown", registry=r)
         self.rewards = Counter("relevo_rewards", "Rewards joined to decisions", ["source"], registry=r)
         self.errors = Counter("relevo_errors", "Requests rejected, by error code", ["code"], registry=r)
+        self.erasures = Counter("relevo_erasures", "Users erased", registry=r)
         self.items = Gauge("relevo_items", "Items in the catalog", registry=r)
         self.freshness_recent = Reservoir()
         self.recommend_recent = Reservoir()

@@ -22,7 +22,7 @@ def _as_bytes(value: bytes) -> bytes:
 
 class MemoryEventLog:
     def __init__(self) -> None:
-        self._entries: list[LogEntry] = []
+        self._entries: list[LogEntry | None] = []  # None: erased
         self._ids: set[str] = set()
         self._acked: dict[str, int] = defaultdict(int)  # group -> entries acked (prefix length)
         self._acked_positions: dict[str, set[int]] = defaultdict(set)
@@ -47,9 +47,12 @@ class MemoryEventLog:
             start = self._delivered.get(group, self._acked[group])
             if start >= len(self._entries) and block_ms > 0:
                 self._cond.wait(block_ms / 1000)
-            out = self._entries[start : start + count]
-            self._delivered[group] = start + len(out)
-            return out
+            window = self._entries[start : start + count]
+            self._delivered[group] = start + len(window)
+            erased = [start + i + 1 for i, e in enumerate(window) if e is None]
+            if erased:
+                self._acked_positions[group].update(erased)
+            return [e for e in window if e is not None]
 
     def ack(self, group: str, entries: Sequence[LogEntry]) -> None:
         with self._cond:
@@ -63,10 +66,28 @@ class MemoryEventLog:
 
     def lag(self, group: str) -> int:
         with self._cond:
-            return len(self._entries) - self._acked[group]
+            return sum(1 for e in self._entries[self._acked[group] :] if e is not None)
 
     def count(self) -> int:
-        return len(self._entries)
+        return sum(1 for e in self._entries if e is not None)
+
+    def erase_user(self, user_id: str) -> int:
+        removed = 0
+        with self._cond:
+            for i, entry in enumerate(self._entries):
+                if entry is not None and entry.event.user_id == user_id:
+                    self._ids.discard(entry.event.id)
+                    self._entries[i] = None
+                    removed += 1
+            for group, acked in self._acked.items():  # erased positions count as done
+                done = self._acked_positions[group]
+                done.update(i + 1 for i, e in enumerate(self._entries) if e is None and i >= acked)
+                n = acked
+                while n + 1 in done:
+                    n += 1
+                    done.discard(n)
+                self._acked[group] = n
+        return removed
 
     def reset_delivery(self, group: str) -> None:
         """Forget in-flight deliveries, as a restart would (used by tests)."""
@@ -131,6 +152,13 @@ class MemoryDecisionLog:
         with self._lock:
             ids = self._by_user.get(user_id, [])[-limit:][::-1]
             return [decode_decision(self._by_id[i]) for i in ids]
+
+    def erase_user(self, user_id: str) -> int:
+        with self._lock:
+            ids = self._by_user.pop(user_id, [])
+            for i in ids:
+                self._by_id.pop(i, None)
+            return len(ids)
 
     def close(self) -> None:
         pass

@@ -53,6 +53,11 @@ class EventLog(Protocol):
 
     def count(self) -> int: ...
 
+    def erase_user(self, user_id: str) -> int:
+        """Remove every event of ``user_id`` from the log (and from the id index, so the
+        same ids sent again are new data); returns how many were removed."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -97,6 +102,10 @@ class DecisionLog(Protocol):
 
     def for_user(self, user_id: str, limit: int = 100) -> list[Decision]:
         """The user's decisions, newest first."""
+        ...
+
+    def erase_user(self, user_id: str) -> int:
+        """Remove every decision made for ``user_id``; returns how many."""
         ...
 
     def close(self) -> None: ...

@@ -4,6 +4,7 @@ Key layout (single Redis; the scale-out issue adds partitions and cluster hash t
 
 - ``{prefix}events``            stream of events, field ``e`` = event JSON
 - ``{prefix}event_ids``         hash event id -> stream id (idempotency)
+- ``{prefix}eu:{user_id}``      set of "event id<TAB>stream id" of the user's events (erasure)
 - ``{prefix}f:{ns}:{key}``      feature document (string)
 - ``{prefix}d:{decision_id}``   decision JSON (string, TTL = decision retention)
 - ``{prefix}du:{user_id}``      list of the user's decision ids, newest first, capped
@@ -26,12 +27,14 @@ from relevo.storage.codec import decode_decision, decode_event, encode_decision,
 from relevo.storage.protocols import AppendResult, LogEntry, check_namespace
 
 # Appends every event whose id is new; returns the ids that were already present.
+# ARGV: user-index key prefix, then (event id, user index key suffix, body) triples.
 _APPEND = """
 local dups = {}
-for i = 1, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
   if redis.call('HSETNX', KEYS[2], ARGV[i], '') == 1 then
-    local sid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 1])
+    local sid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 2])
     redis.call('HSET', KEYS[2], ARGV[i], sid)
+    redis.call('SADD', ARGV[1] .. ARGV[i + 1], ARGV[i] .. '\t' .. sid)
   else
     table.insert(dups, ARGV[i])
   end
@@ -76,9 +79,9 @@ class RedisEventLog(_RedisStore):
     def append(self, events: Sequence[Event]) -> AppendResult:
         if not events:
             return AppendResult(0, 0)
-        args: list[bytes | str] = []
+        args: list[bytes | str] = [f"{self.prefix}eu:"]
         for event in events:
-            args += [event.id, encode_event(event)]
+            args += [event.id, event.user_id, encode_event(event)]
         try:
             dups = [d.decode() for d in self._append(keys=[self.stream, self.ids], args=args)]
         except redis.ConnectionError as exc:
@@ -101,22 +104,25 @@ class RedisEventLog(_RedisStore):
         cursor = self._pending_cursor.get(key, "0")
         if cursor is not None:
             reply = self.r.xreadgroup(group, consumer, {self.stream: cursor}, count=count)
-            entries = self._entries(reply)
+            entries = self._entries(reply, group)
             if entries:
                 self._pending_cursor[key] = entries[-1].offset
                 return entries
             self._pending_cursor[key] = None
         reply = self.r.xreadgroup(group, consumer, {self.stream: ">"}, count=count, block=block_ms or None)
-        return self._entries(reply)
+        return self._entries(reply, group)
 
-    @staticmethod
-    def _entries(reply) -> list[LogEntry]:
+    def _entries(self, reply, group: str) -> list[LogEntry]:
         out: list[LogEntry] = []
+        gone: list[bytes] = []
         for _stream, messages in reply or []:
             for sid, fields in messages:
-                if not fields:  # trimmed or deleted while pending
+                if not fields:  # erased or trimmed while pending: nothing to deliver
+                    gone.append(sid)
                     continue
                 out.append(LogEntry(_position(sid), sid.decode(), decode_event(fields[b"e"])))
+        if gone:
+            self.r.xack(self.stream, group, *gone)
         return out
 
     def ack(self, group: str, entries: Sequence[LogEntry]) -> None:
@@ -124,14 +130,37 @@ class RedisEventLog(_RedisStore):
             self.r.xack(self.stream, group, *[e.offset for e in entries])
 
     def lag(self, group: str) -> int:
+        """Pending entries plus entries after the group's last delivered id. Redis's own
+        ``lag`` keeps counting erased (XDEL) entries that were never delivered, so once the
+        stream has had a deletion the undelivered entries are counted with XRANGE instead
+        (capped at 1,000: beyond that the figure is a lower bound)."""
         self._ensure_group(group)
         for info in self.r.xinfo_groups(self.stream):
-            if info["name"].decode() == group:
-                return int(info.get("lag") or 0) + int(info.get("pending") or 0)
+            if info["name"].decode() != group:
+                continue
+            pending = int(info.get("pending") or 0)
+            last = info["last-delivered-id"].decode()
+            deleted = self.r.xinfo_stream(self.stream).get("max-deleted-entry-id", b"0-0")
+            deleted = deleted.decode() if isinstance(deleted, bytes) else str(deleted)
+            if info.get("lag") is not None and _position(deleted) == 0:
+                return int(info["lag"]) + pending
+            return len(self.r.xrange(self.stream, min=f"({last}", max="+", count=1_000)) + pending
         return 0
 
     def count(self) -> int:
         return int(self.r.xlen(self.stream))
+
+    def erase_user(self, user_id: str) -> int:
+        index = f"{self.prefix}eu:{user_id}"
+        members = [m.decode().split("\t", 1) for m in self.r.smembers(index)]
+        if not members:
+            return 0
+        pipe = self.r.pipeline(transaction=True)
+        pipe.xdel(self.stream, *[sid for _, sid in members])
+        pipe.hdel(self.ids, *[eid for eid, _ in members])
+        pipe.delete(index)
+        removed = pipe.execute()[0]
+        return int(removed)
 
     def reset_delivery(self, group: str) -> None:
         for key in [k for k in self._pending_cursor if k[0] == group]:
@@ -209,6 +238,15 @@ class RedisDecisionLog(_RedisStore):
             return []
         raws = self.r.mget([f"{self.prefix}d:{i.decode()}" for i in ids])
         return [decode_decision(r) for r in raws if r is not None]
+
+    def erase_user(self, user_id: str) -> int:
+        user_key = f"{self.prefix}du:{user_id}"
+        ids = self.r.lrange(user_key, 0, -1)
+        pipe = self.r.pipeline(transaction=True)
+        if ids:
+            pipe.delete(*[f"{self.prefix}d:{i.decode()}" for i in ids])
+        pipe.delete(user_key)
+        return int(pipe.execute()[0]) if ids else 0
 
 
 class RedisModelStore(_RedisStore):

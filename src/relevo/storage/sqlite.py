@@ -27,6 +27,7 @@ def connect(path: str | Path, synchronous: str = "NORMAL") -> sqlite3.Connection
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA secure_delete=ON")  # erased rows are overwritten, not just unlinked
     return conn
 
 
@@ -50,6 +51,14 @@ class _SqliteStore:
                 self._conn.execute("ROLLBACK")
                 raise
 
+    def _erase(self, sql: str, user_id: str) -> int:
+        with self._lock:
+            removed = self._conn.execute(sql, (user_id,)).rowcount
+            # move the WAL into the database file and truncate it, so no copy of the
+            # erased pages stays in the log
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return removed
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -70,6 +79,7 @@ class SqliteEventLog(_SqliteStore):
         body BLOB NOT NULL
     );
     CREATE TABLE IF NOT EXISTS offsets (grp TEXT PRIMARY KEY, position INTEGER NOT NULL);
+    CREATE INDEX IF NOT EXISTS events_user ON events (user_id);
     """
 
     def __init__(self, path: str | Path, synchronous: str = "NORMAL"):
@@ -159,6 +169,9 @@ class SqliteEventLog(_SqliteStore):
         with self._lock:
             self._delivered.pop(group, None)
 
+    def erase_user(self, user_id: str) -> int:
+        return self._erase("DELETE FROM events WHERE user_id = ?", user_id)
+
 
 class SqliteFeatureStore(_SqliteStore):
     _schema = """
@@ -207,6 +220,11 @@ class SqliteFeatureStore(_SqliteStore):
             rows = self._conn.execute("SELECT key, value FROM features WHERE ns = ?", (ns,)).fetchall()
         yield from rows
 
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database and truncate it (after an erasure)."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
 
 class SqliteDecisionLog(_SqliteStore):
     _schema = """
@@ -238,6 +256,9 @@ class SqliteDecisionLog(_SqliteStore):
                 (user_id, limit),
             ).fetchall()
         return [decode_decision(r[0]) for r in rows]
+
+    def erase_user(self, user_id: str) -> int:
+        return self._erase("DELETE FROM decisions WHERE user_id = ?", user_id)
 
 
 class SqliteModelStore(_SqliteStore):

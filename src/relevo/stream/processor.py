@@ -88,6 +88,8 @@ class StreamProcessor:
         self.affect_analyzer = affect_analyzer
         self.behaviour_config = behaviour_config or behaviour.BehaviourConfig()
         self.write_lock = threading.Lock()
+        # users erased while a batch was in flight: their rows are dropped at write time
+        self.erased_users: set[str] = set()
         self.item_stats: dict[str, ItemStats] = {}
         self._decision_cache: OrderedDict[str, Decision | None] = OrderedDict()
         self._stop = threading.Event()
@@ -180,6 +182,10 @@ class StreamProcessor:
             rows.append((USERS_NS, user_id, state.encode()))
         rows.extend((ITEM_STATS_NS, s.item_id, s.encode()) for s in touched_items.values())
         with self.write_lock, self.policy.lock:
+            if self.erased_users:
+                rows = [r for r in rows if not (r[0] == USERS_NS and r[1] in self.erased_users)]
+                changed -= self.erased_users
+                self.erased_users.clear()
             # consent may have been withdrawn while this batch was computed
             with_affect = [u for u in changed if states[u].affect is not None]
             if with_affect:
