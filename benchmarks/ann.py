@@ -30,86 +30,79 @@ def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
     return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / K for f, t in zip(found, truth)]))
 
 
-def bench_hnswlib(base, queries, truth, n_updates):
-    import hnswlib
+def timed_ms(fn, inputs) -> tuple[list[float], list]:
+    """Call ``fn`` on each input; (latencies in ms, results)."""
+    lat, out = [], []
+    for x in inputs:
+        s = time.perf_counter()
+        out.append(fn(x))
+        lat.append((time.perf_counter() - s) * 1000)
+    return lat, out
 
+
+def measure(build, query, upsert, delete, base, queries, truth, n_updates, filtered=None) -> dict:
+    """The same figures for any index: ``build()`` returns it, then the callables get
+    (index, input). ``filtered`` is None where the engine has no predicate filter."""
     gc.collect()
     before = rss_mb()
     t = time.perf_counter()
-    index = hnswlib.Index(space="ip", dim=DIM)
-    index.init_index(max_elements=len(base), ef_construction=200, M=16, allow_replace_deleted=True)
-    index.add_items(base, np.arange(len(base)))
-    build = time.perf_counter() - t
+    index = build()
+    build_s = time.perf_counter() - t
     mem = rss_mb() - before
-    index.set_ef(128)
-    index.set_num_threads(1)
-    lat, found = [], []
-    for q in queries:
-        s = time.perf_counter()
-        labels, _ = index.knn_query(q, k=K)
-        lat.append((time.perf_counter() - s) * 1000)
-        found.append(labels[0])
-    blocked = set(range(0, len(base), 2))
-    flat = []
-    for q in queries[:200]:
-        s = time.perf_counter()
-        index.knn_query(q, k=K, filter=lambda label: label not in blocked)
-        flat.append((time.perf_counter() - s) * 1000)
-    rng = np.random.default_rng(1)
-    ids = rng.choice(len(base), n_updates, replace=False)
-    upd = []
-    for i in ids:
-        s = time.perf_counter()
-        index.add_items(base[(i + 1) % len(base)][None, :], np.array([i]))
-        upd.append((time.perf_counter() - s) * 1000)
-    dels = []
-    for i in ids:
-        s = time.perf_counter()
-        index.mark_deleted(int(i))
-        dels.append((time.perf_counter() - s) * 1000)
+    lat, found = timed_ms(lambda q: query(index, q), queries)
+    flat = timed_ms(lambda q: filtered(index, q), queries[:200])[0] if filtered else None
+    ids = np.random.default_rng(1).choice(len(base), n_updates, replace=False)
+    upd = timed_ms(lambda i: upsert(index, int(i), base[(i + 1) % len(base)]), ids)[0]
+    dels = timed_ms(lambda i: delete(index, int(i)), ids)[0]
     return {
-        "build_s": round(build, 2), "memory_mb": round(mem, 1),
+        "build_s": round(build_s, 2), "memory_mb": round(mem, 1),
         "query_p50_ms": pct(lat, 50)[0], "query_p99_ms": pct(lat, 99)[0], "recall_at_10": round(recall(found, truth), 4),
-        "filtered_p50_ms": pct(flat, 50)[0], "upsert_p50_ms": pct(upd, 50)[0], "upsert_p99_ms": pct(upd, 99)[0],
-        "delete_p50_ms": pct(dels, 50)[0],
+        "filtered_p50_ms": pct(flat, 50)[0] if flat else None,
+        "upsert_p50_ms": pct(upd, 50)[0], "upsert_p99_ms": pct(upd, 99)[0], "delete_p50_ms": pct(dels, 50)[0],
     }
+
+
+def bench_hnswlib(base, queries, truth, n_updates):
+    import hnswlib
+
+    def build():
+        index = hnswlib.Index(space="ip", dim=DIM)
+        index.init_index(max_elements=len(base), ef_construction=200, M=16, allow_replace_deleted=True)
+        index.add_items(base, np.arange(len(base)))
+        index.set_ef(128)
+        index.set_num_threads(1)
+        return index
+
+    blocked = set(range(0, len(base), 2))
+    return measure(
+        build,
+        query=lambda ix, q: ix.knn_query(q, k=K)[0][0],
+        upsert=lambda ix, i, v: ix.add_items(v[None, :], np.array([i])),
+        delete=lambda ix, i: ix.mark_deleted(i),
+        filtered=lambda ix, q: ix.knn_query(q, k=K, filter=lambda label: label not in blocked),
+        base=base, queries=queries, truth=truth, n_updates=n_updates,
+    )
 
 
 def bench_usearch(base, queries, truth, n_updates):
     from usearch.index import Index
 
-    gc.collect()
-    before = rss_mb()
-    t = time.perf_counter()
-    index = Index(ndim=DIM, metric="ip", dtype="f32", connectivity=16, expansion_add=200, expansion_search=128)
-    index.add(np.arange(len(base)), base, threads=0)  # all cores, as hnswlib builds
-    build = time.perf_counter() - t
-    mem = rss_mb() - before
-    lat, found = [], []
-    for q in queries:
-        s = time.perf_counter()
-        m = index.search(q, K, threads=1)
-        lat.append((time.perf_counter() - s) * 1000)
-        found.append(np.asarray(m.keys))
-    rng = np.random.default_rng(1)
-    ids = rng.choice(len(base), n_updates, replace=False)
-    upd = []
-    for i in ids:  # usearch has no in-place update: remove, then add
-        s = time.perf_counter()
-        index.remove(int(i))
-        index.add(int(i), base[(i + 1) % len(base)])
-        upd.append((time.perf_counter() - s) * 1000)
-    dels = []
-    for i in ids:
-        s = time.perf_counter()
-        index.remove(int(i))
-        dels.append((time.perf_counter() - s) * 1000)
-    return {
-        "build_s": round(build, 2), "memory_mb": round(mem, 1),
-        "query_p50_ms": pct(lat, 50)[0], "query_p99_ms": pct(lat, 99)[0], "recall_at_10": round(recall(found, truth), 4),
-        "filtered_p50_ms": None, "upsert_p50_ms": pct(upd, 50)[0], "upsert_p99_ms": pct(upd, 99)[0],
-        "delete_p50_ms": pct(dels, 50)[0],
-    }
+    def build():
+        index = Index(ndim=DIM, metric="ip", dtype="f32", connectivity=16, expansion_add=200, expansion_search=128)
+        index.add(np.arange(len(base)), base, threads=0)  # all cores, as hnswlib builds
+        return index
+
+    def upsert(ix, i, v):  # usearch has no in-place update: remove, then add
+        ix.remove(i)
+        ix.add(i, v)
+
+    return measure(
+        build,
+        query=lambda ix, q: np.asarray(ix.search(q, K, threads=1).keys),
+        upsert=upsert,
+        delete=lambda ix, i: ix.remove(i),
+        base=base, queries=queries, truth=truth, n_updates=n_updates,
+    )
 
 
 def bench_brute(base, queries):
@@ -137,10 +130,11 @@ def main() -> None:
         queries = base[rng.choice(n, n_queries, replace=False)] + 0.02 * rng.normal(size=(n_queries, DIM)).astype(np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         truth = brute_topk(base, queries)
-        for name, fn in (("hnswlib", lambda: bench_hnswlib(base, queries, truth, 200)),
-                         ("usearch", lambda: bench_usearch(base, queries, truth, 200)),
-                         ("brute", lambda: bench_brute(base, queries))):
-            r = fn()
+        for name in ("hnswlib", "usearch", "brute"):
+            if name == "brute":
+                r = bench_brute(base, queries)
+            else:
+                r = (bench_hnswlib if name == "hnswlib" else bench_usearch)(base, queries, truth, 200)
             results[f"{name}_{n}"] = r
             rows.append((n, name, r.get("build_s", "-"), r.get("memory_mb", "-"), r["query_p50_ms"], r["query_p99_ms"],
                          r["recall_at_10"], r.get("filtered_p50_ms", "-"), r.get("upsert_p50_ms", "-"), r.get("delete_p50_ms", "-")))

@@ -46,12 +46,11 @@ def main() -> None:
                          item_id=f"i{int(rng.integers(args.items))}", type="click")
 
         # baseline: single events, idle engine
-        engine.metrics.freshness_recent._samples.clear()
+        engine.metrics.freshness_recent.drain()
         for k in range(200):
             engine.ingest([event(k)])
             engine.wait_idle(5)
-        idle = list(engine.metrics.freshness_recent._samples)
-        engine.metrics.freshness_recent._samples.clear()
+        idle = engine.metrics.freshness_recent.drain()
 
         # steady load: batches every 10 ms at the target rate, with a serving thread
         stop = threading.Event()
@@ -83,7 +82,7 @@ def main() -> None:
         engine.wait_idle(30)
         stop.set()
         server.join(5)
-        loaded = list(engine.metrics.freshness_recent._samples)
+        loaded = engine.metrics.freshness_recent.drain()
         engine.close()
     f50, f95, f99 = (v * 1000 for v in pct(loaded, 50, 95, 99))
     b50, b95, b99 = (v * 1000 for v in pct(idle, 50, 95, 99))

@@ -64,7 +64,7 @@ def test_erasure_leaves_no_trace_in_redis(make_engine, tmp_path, redis_server, r
     engine.add_items(CATALOG)
     exercise(engine)
     receipt = engine.erase_user(GONE)
-    assert receipt["removed"]["events"] == 8 and receipt["removed"]["decisions"] == 1
+    assert receipt.events == 8 and receipt.decisions == 1 and receipt.user_state
     client = redis.Redis.from_url(redis_server)
     found_kept = False
     for key in client.scan_iter(match=redis_prefix + "*", count=1000):

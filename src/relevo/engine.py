@@ -28,7 +28,7 @@ from relevo.embeddings.encoder import TextEncoder
 from relevo.embeddings.streaming import StreamingConfig
 from relevo.errors import NotFound, ValidationError
 from relevo.observability.metrics import Metrics
-from relevo.records import Event, Item, Recommendation
+from relevo.records import ErasureReceipt, Event, Item, Recommendation
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.exact import ExactIndex
 from relevo.retrieval.hnsw import HnswIndex
@@ -323,7 +323,7 @@ class Engine:
 
     # -- erasure -------------------------------------------------------------------------
 
-    def erase_user(self, user_id: str) -> dict[str, Any]:
+    def erase_user(self, user_id: str) -> ErasureReceipt:
         """Remove the user from every store relevo keeps: their events from the log, their
         context, vectors, affect, preferences and consent, their decisions and the
         feedback markers of those decisions. Returns a receipt of what was removed.
@@ -336,33 +336,24 @@ class Engine:
         with self.processor.write_lock:
             self.processor.erased_users.add(user_id)
             decisions = self.decisions.for_user(user_id, limit=1_000_000)
-            markers = [f"{d.decision_id}:{i.item_id}" for d in decisions for i in d.items]
-            features = {
-                ns: self.features.delete(ns, user_id)
-                for ns in (USERS_NS, PREFERENCES_NS, consent_registry.CONSENT_NS)
-            }
-            features["feedback"] = sum(self.features.delete(FEEDBACK_NS, m) for m in markers)
-            events = self.events.erase_user(user_id)
-            erased_decisions = self.decisions.erase_user(user_id)
-            if hasattr(self.features, "checkpoint"):
-                self.features.checkpoint()
+            markers = [(FEEDBACK_NS, f"{d.decision_id}:{i.item_id}") for d in decisions for i in d.items]
+            own = {ns: self.features.erase([(ns, user_id)]) > 0
+                   for ns in (USERS_NS, PREFERENCES_NS, consent_registry.CONSENT_NS)}
+            receipt = ErasureReceipt(
+                user_id=user_id,
+                events=self.events.erase_user(user_id),
+                decisions=self.decisions.erase_user(user_id),
+                user_state=own[USERS_NS],
+                preferences=own[PREFERENCES_NS],
+                consent=own[consent_registry.CONSENT_NS],
+                feedback_markers=self.features.erase(markers),
+            )
         self.metrics.erasures.inc()
-        return {
-            "user_id": user_id,
-            "removed": {
-                "events": events,
-                "decisions": erased_decisions,
-                "user_state": bool(features[USERS_NS]),
-                "preferences": bool(features[PREFERENCES_NS]),
-                "consent": bool(features[consent_registry.CONSENT_NS]),
-                "feedback_markers": features["feedback"],
-            },
-            "kept_as_aggregates": ["item popularity counters", "bandit posterior sufficient statistics"],
-        }
+        return receipt
 
     # -- consent -------------------------------------------------------------------------
 
-    def put_consent(self, user_id: str, grants: dict[str, Any]) -> dict[str, Any]:
+    def put_consent(self, user_id: str, grants: dict[str, Any]) -> consent_registry.Consent:
         """Grant or withdraw consent per purpose (read-your-writes). Withdrawing ``emotion``
         deletes the affect stored for the user in the same write."""
         unknown = set(grants) - set(consent_registry.PURPOSES)
@@ -385,12 +376,10 @@ class Engine:
                         state.affect, state.abandoned_sessions = None, 0
                         rows.append((USERS_NS, user_id, state.encode()))
             self.features.put_many(rows)
-        return self.get_consent(user_id)
+        return current
 
-    def get_consent(self, user_id: str) -> dict[str, Any]:
-        c = consent_registry.read(self.features, user_id)
-        return {"emotion": c.emotion, "updated_at": c.updated_at or None,
-                "emotion_available": self.settings.emotion.enabled}
+    def get_consent(self, user_id: str) -> consent_registry.Consent:
+        return consent_registry.read(self.features, user_id)
 
     # -- introspection -------------------------------------------------------------------
 

@@ -186,6 +186,30 @@ class Decision:
 
 
 @dataclass(slots=True)
+class ErasureReceipt:
+    """What ``DELETE /v1/users/{id}`` removed, store by store."""
+
+    user_id: str
+    events: int
+    decisions: int
+    user_state: bool
+    preferences: bool
+    consent: bool
+    feedback_markers: int
+    kept_as_aggregates: tuple[str, ...] = ("item popularity counters", "bandit posterior sufficient statistics")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "removed": {
+                "events": self.events, "decisions": self.decisions, "user_state": self.user_state,
+                "preferences": self.preferences, "consent": self.consent, "feedback_markers": self.feedback_markers,
+            },
+            "kept_as_aggregates": list(self.kept_as_aggregates),
+        }
+
+
+@dataclass(slots=True)
 class Recommendation:
     """The answer to ``POST /v1/recommendations``."""
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from relevo.context.consent import Consent
 from relevo.context.state import ItemStats, UserState
+from relevo.emotion.behaviour import SessionAffect
 
 
 def test_user_state_round_trip_with_and_without_vectors():
@@ -15,10 +16,10 @@ def test_user_state_round_trip_with_and_without_vectors():
     assert UserState.decode(empty.encode()) == empty
     full = UserState("u:1", 4, vector=np.arange(4, dtype=np.float32), session_vector=None,
                      counters={"click": 3}, seen=["a", "b"], applied_through=17, event_time=5.5,
-                     affect={"frustration": 0.5}, abandoned_sessions=2)
+                     affect=SessionAffect(frustration=0.5, dwells=[3.0]), abandoned_sessions=2)
     back = UserState.decode(full.encode())
     np.testing.assert_array_equal(back.vector, full.vector)
-    assert back.session_vector is None and back.seen == ["a", "b"] and back.affect == {"frustration": 0.5}
+    assert back.session_vector is None and back.seen == ["a", "b"] and back.affect == full.affect
     assert back.applied_through == 17 and back.abandoned_sessions == 2
 
 

@@ -52,13 +52,13 @@ def test_without_consent_nothing_is_computed_or_stored(engine):
 
 
 def test_with_consent_affect_is_computed_and_used_and_withdrawal_deletes_it(engine):
-    assert engine.get_consent("u")["emotion"] is False  # default off
+    assert engine.get_consent("u").emotion is False  # default off
     engine.put_consent("u", {"emotion": True})
-    assert engine.get_consent("u")["emotion"] is True  # read-your-writes
+    assert engine.get_consent("u").emotion is True  # read-your-writes
     frustrate(engine, "u")
     s = state(engine, "u")
-    assert s.affect["frustration"] >= 0.5 and s.affect["valence"] < 0
-    assert s.affect["emotion"] in ("anger", "disgust", "sadness")
+    assert s.affect.frustration >= 0.5 and s.affect.valence < 0
+    assert s.affect.emotion in ("anger", "disgust", "sadness")
     rec = engine.recommend(RecommendRequest("u", 10))
     assert any("favouring familiar picks for now" in item.reasons for item in rec.items)
     body = rec.to_dict()
@@ -79,7 +79,9 @@ def test_deployment_switch_turns_everything_off(make_engine, tmp_path):
     off = make_engine(home=tmp_path / "off", emotion=EmotionSettings(enabled=False))
     off.add_items(CATALOG[:50])
     off.put_consent("u", {"emotion": True})
-    assert off.get_consent("u")["emotion_available"] is False
+    assert off.settings.emotion.enabled is False
+    with TestClient(create_app(off)) as client:
+        assert client.get("/v1/users/u/consent").json()["emotion_available"] is False
     off.ingest([Event(user_id="u", item_id=CATALOG[i].id, type="skip") for i in range(5)])
     off.wait_idle(10)
     assert state(off, "u").affect is None

@@ -20,7 +20,7 @@ class Opened:
 
     def reopen(self):
         if self.url.startswith("memory"):
-            if hasattr(self.store, "reset_delivery"):
+            if self.kind == "event_log":
                 self.store.reset_delivery("g")
             return self.store
         self.store.close()
@@ -28,23 +28,23 @@ class Opened:
         return self.store
 
 
+def _url(request, backend: str, tmp_path) -> str:
+    if backend == "memory":
+        return "memory://"
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    return f"{request.getfixturevalue('redis_server')}?prefix={request.getfixturevalue('redis_prefix')}"
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_url(request, tmp_path):
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    prefix = request.getfixturevalue("redis_prefix")
-    server = request.getfixturevalue("redis_server")
-    return f"{server}?prefix={prefix}"
+    return _url(request, request.param, tmp_path)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
 def durable_url(request, tmp_path):
     """The backends that promise durability (memory:// is documented as volatile)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/durable.db"
-    return f"{request.getfixturevalue('redis_server')}?prefix={request.getfixturevalue('redis_prefix')}"
+    return _url(request, request.param, tmp_path)
 
 
 def opened(kind: str, url: str):

@@ -49,6 +49,14 @@ def test_delete_and_scan(feature_store):
     assert len(found) == 599 and found["k10"] == b"10"
 
 
+def test_erase_removes_rows_and_counts_them(feature_store):
+    fs = feature_store.store
+    fs.put_many([("n", "a", b"1"), ("n", "b", b"2"), ("m", "a", b"3")])
+    assert fs.erase([("n", "a"), ("n", "missing"), ("m", "a")]) == 2
+    assert fs.get("n", "a") is None and fs.get("m", "a") is None and fs.get("n", "b") == b"2"
+    assert fs.erase([]) == 0
+
+
 def test_keys_with_glob_and_separator_characters(feature_store):
     fs = feature_store.store
     keys = ["a:b", "star*", "q?", "[x]", "back\\slash", "ü-ñ", "a"]

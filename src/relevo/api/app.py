@@ -98,15 +98,19 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
 
     @app.delete("/v1/users/{user_id}", tags=["users"])
     def erase_user(user_id: Id, request: Request) -> Response:
-        return _json(eng(request).erase_user(user_id))
+        return _json(eng(request).erase_user(user_id).to_dict())
+
+    def consent_body(request: Request, consent) -> Response:
+        return _json({"emotion": consent.emotion, "updated_at": consent.updated_at or None,
+                      "emotion_available": eng(request).settings.emotion.enabled})
 
     @app.put("/v1/users/{user_id}/consent", tags=["users"])
     async def put_consent(user_id: Id, body: ConsentIn, request: Request) -> Response:
-        return _json(eng(request).put_consent(user_id, body.model_dump(exclude_unset=True)))
+        return consent_body(request, eng(request).put_consent(user_id, body.model_dump(exclude_unset=True)))
 
     @app.get("/v1/users/{user_id}/consent", tags=["users"])
     async def get_consent(user_id: Id, request: Request) -> Response:
-        return _json(eng(request).get_consent(user_id))
+        return consent_body(request, eng(request).get_consent(user_id))
 
     @app.post("/v1/recommendations", tags=["recommendations"])
     async def recommend(body: RecommendIn, request: Request) -> Response:

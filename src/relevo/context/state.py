@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
+from relevo.emotion.behaviour import SessionAffect
+
 USERS_NS = "users"
 PREFERENCES_NS = "preferences"
 CONSENT_NS = "consent"
@@ -48,7 +50,7 @@ class UserState:
     event_time: float = 0.0
     received_at: float = 0.0
     updated_at: float = 0.0
-    affect: dict | None = None  # SessionAffect.to_dict(), only with emotion consent
+    affect: SessionAffect | None = None  # only with emotion consent
     abandoned_sessions: int = 0  # only with emotion consent
 
     def encode(self) -> bytes:
@@ -68,7 +70,7 @@ class UserState:
             "event_time": self.event_time,
             "received_at": self.received_at,
             "updated_at": self.updated_at,
-            "affect": self.affect,
+            "affect": self.affect.to_dict() if self.affect is not None else None,
             "abandoned_sessions": self.abandoned_sessions,
         }
         head = orjson.dumps(meta)
@@ -83,6 +85,8 @@ class UserState:
         (size,) = struct.unpack_from("<I", raw, 0)
         meta = orjson.loads(raw[4 : 4 + size])
         dim = meta.pop("dim")
+        if meta.get("affect") is not None:
+            meta["affect"] = SessionAffect.from_dict(meta["affect"])
         offset = 4 + size
         vectors = []
         for flag in (meta.pop("has_vector"), meta.pop("has_session")):

@@ -34,6 +34,13 @@ class Reservoir:
             return [None for _ in qs]
         return [float(v) for v in np.percentile(data, qs)]
 
+    def drain(self) -> list[float]:
+        """Every sample held, oldest first; the reservoir is empty afterwards."""
+        with self._lock:
+            out = list(self._samples)
+            self._samples.clear()
+        return out
+
     def __len__(self) -> int:
         return len(self._samples)
 

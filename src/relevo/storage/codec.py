@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from relevo.records import Decision, Event, ScoredItem
+from relevo.records import Decision, Event, EventType, ScoredItem
 
 
 def encode_event(event: Event) -> bytes:
@@ -15,16 +15,10 @@ def decode_event(raw: bytes | str) -> Event:
     # Entries in the log were validated on the way in; rebuild without re-validating.
     data = orjson.loads(raw)
     data.setdefault("context", {})
-    return Event.model_construct(**{**_EVENT_DEFAULTS, **data, "type": _event_type(data["type"])})
+    return Event.model_construct(**{**_EVENT_DEFAULTS, **data, "type": EventType(data["type"])})
 
 
 _EVENT_DEFAULTS = {"value": None, "text": None, "decision_id": None, "timestamp": None, "received_at": None}
-
-
-def _event_type(name: str):
-    from relevo.records import EventType
-
-    return EventType(name)
 
 
 def encode_decision(decision: Decision) -> bytes:

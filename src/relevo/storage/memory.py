@@ -90,7 +90,6 @@ class MemoryEventLog:
         return removed
 
     def reset_delivery(self, group: str) -> None:
-        """Forget in-flight deliveries, as a restart would (used by tests)."""
         with self._cond:
             self._delivered.pop(group, None)
 
@@ -127,6 +126,10 @@ class MemoryFeatureStore:
         with self._lock:
             snapshot = list(self._data[ns].items())
         yield from snapshot
+
+    def erase(self, rows: Sequence[tuple[str, str]]) -> int:
+        with self._lock:
+            return sum(self._data[check_namespace(ns)].pop(key, None) is not None for ns, key in rows)
 
     def close(self) -> None:
         pass

@@ -53,6 +53,11 @@ class EventLog(Protocol):
 
     def count(self) -> int: ...
 
+    def reset_delivery(self, group: str) -> None:
+        """Forget what this process handed ``group`` but has not acked, so it is read again
+        (what a restart does; the stream processor calls it after a failed batch)."""
+        ...
+
     def erase_user(self, user_id: str) -> int:
         """Remove every event of ``user_id`` from the log (and from the id index, so the
         same ids sent again are new data); returns how many were removed."""
@@ -89,6 +94,11 @@ class FeatureStore(Protocol):
     def delete(self, ns: str, key: str) -> bool: ...
 
     def scan(self, ns: str) -> Iterator[tuple[str, bytes]]: ...
+
+    def erase(self, rows: Sequence[tuple[str, str]]) -> int:
+        """Delete (ns, key) rows so that no copy stays readable, in memory or on disk;
+        returns how many existed. Used for erasure; plain ``delete`` may leave freed bytes."""
+        ...
 
     def close(self) -> None: ...
 

@@ -207,6 +207,11 @@ class RedisFeatureStore(_RedisStore):
         if batch:
             yield from self._fetch(batch, len(head))
 
+    def erase(self, rows: Sequence[tuple[str, str]]) -> int:
+        if not rows:
+            return 0
+        return int(self.r.delete(*[self._key(ns, key) for ns, key in rows]))
+
     def _fetch(self, keys: list[bytes], cut: int) -> Iterator[tuple[str, bytes]]:
         for k, v in zip(keys, self.r.mget(keys)):
             if v is not None:

@@ -220,10 +220,21 @@ class SqliteFeatureStore(_SqliteStore):
             rows = self._conn.execute("SELECT key, value FROM features WHERE ns = ?", (ns,)).fetchall()
         yield from rows
 
-    def checkpoint(self) -> None:
-        """Fold the WAL into the database and truncate it (after an erasure)."""
+    def erase(self, rows: Sequence[tuple[str, str]]) -> int:
+        for ns, _key in rows:
+            check_namespace(ns)
         with self._lock:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                removed = sum(
+                    self._conn.execute("DELETE FROM features WHERE ns = ? AND key = ?", row).rowcount for row in rows
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no copy left in the WAL
+            return removed
 
 
 class SqliteDecisionLog(_SqliteStore):

@@ -135,8 +135,7 @@ class StreamProcessor:
             except Exception as exc:  # keep consuming; the batch is redelivered
                 self.last_error = repr(exc)
                 log.exception("stream_batch_failed", error=repr(exc))
-                if hasattr(self.log, "reset_delivery"):
-                    self.log.reset_delivery(GROUP)
+                self.log.reset_delivery(GROUP)
                 self._stop.wait(0.5)
 
     # -- one batch -----------------------------------------------------------------------
@@ -230,7 +229,7 @@ class StreamProcessor:
         return dict(zip((e.position for e in todo), self.affect_analyzer.analyze([e.event.text for e in todo])))
 
     def _apply_affect(self, state: UserState, event: Event, text: TextAffect | None) -> None:
-        affect = behaviour.SessionAffect.from_dict(state.affect) if state.affect else behaviour.SessionAffect()
+        affect = state.affect or behaviour.SessionAffect()
         if state.session_events == 1 and affect.last_event:  # _apply_to_user opened a new session
             if behaviour.abandoned(affect):
                 state.abandoned_sessions += 1
@@ -238,7 +237,7 @@ class StreamProcessor:
         behaviour.update(affect, event, self.behaviour_config, text.valence if text else None)
         if text is not None:
             affect.emotion = text.emotion
-        state.affect = affect.to_dict()
+        state.affect = affect
 
     def _item_vectors(self, item_ids: set[str]) -> dict[str, np.ndarray]:
         present = [i for i in item_ids if i in self.index]

@@ -72,6 +72,7 @@ class StreamingTier:
     def recommend(self, req: RecommendRequest) -> Recommendation:
         started = time.perf_counter()
         decision_id = uuid.uuid4().hex
+        seed = derived_seed(self.seed, req.user_id, decision_id)
         compiled = self.catalog.compile_filter(req.filters)
         raw = self.features.get(USERS_NS, req.user_id)
         state = UserState.decode(raw) if raw is not None else None
@@ -91,7 +92,7 @@ class StreamingTier:
         else:
             affect = self._affect(req.user_id, state, now)
             items, features = self._bandit(
-                req, decision_id, user_vec, session_vec, exclude, compiled.predicate, prefs, now, affect
+                req, seed, user_vec, session_vec, exclude, compiled.predicate, prefs, now, affect
             )
             policy, fallback = self.policy.policy.name, None
             if not items:  # everything filtered out of the neighbourhood
@@ -109,7 +110,7 @@ class StreamingTier:
             features=features,
             context=req.context,
             tier="streaming" if policy != "popularity" else "popularity",
-            seed=derived_seed(self.seed, req.user_id, decision_id),
+            seed=seed,
         )
         self.decisions.append(decision)
         return Recommendation(decision_id, decision.tier, items, round(latency_ms, 3), fallback)
@@ -125,9 +126,9 @@ class StreamingTier:
             return None
         if not consent_registry.read(self.features, user_id).emotion:
             return None
-        return SessionAffect.from_dict(state.affect)
+        return state.affect
 
-    def _bandit(self, req, decision_id, user_vec, session_vec, exclude, predicate, prefs, now, affect=None):
+    def _bandit(self, req, seed, user_vec, session_vec, exclude, predicate, prefs, now, affect=None):
         ids: dict[str, None] = {}
         for query, k in ((user_vec, self.candidates), (session_vec, self.candidates // 2)):
             if query is not None:
@@ -144,7 +145,7 @@ class StreamingTier:
             self.catalog.engagement[rows], self.catalog.max_engagement, self.catalog.added_at[rows],
             preference, now,
         )
-        rng = np.random.default_rng(derived_seed(self.seed, req.user_id, decision_id))
+        rng = np.random.default_rng(seed)
         adjustment = None
         if affect is not None:
             adjustment = rerank.adjust(affect, x[:, 1], x[:, 3], self.catalog.valence[rows], self.emotion)
