@@ -98,7 +98,7 @@ def test_bandit_learns_from_events_that_carry_a_decision_id(ml_engine):
     engine.ingest([Event(user_id="u", item_id=clicked, type="click", decision_id=rec.decision_id)])
     assert engine.wait_idle(10)
     assert engine.policy.version == version + 1
-    assert engine.metrics.rewards.labels("event")._value.get() == 1
+    assert engine.metrics.rewards.labels("joined")._value.get() == 1
 
 
 def test_propensities_and_decision_log(ml_engine):

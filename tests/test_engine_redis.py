@@ -22,7 +22,7 @@ def test_engine_on_redis_end_to_end_and_restart(make_engine, redis_server, redis
     assert engine.wait_idle(10)
     rec = engine.recommend(RecommendRequest("u", 2))
     assert rec.tier == "streaming" and rec.items[0].item_id == "b"
-    assert engine.feedback(rec.decision_id, "b", 1.0) is True
+    assert engine.feedback(rec.decision_id, "b", 1.0) == "joined"
     engine.close()
     again = make_engine(home=tmp_path / "r", storage=storage)
     assert len(again.catalog) == 4 and again.policy.version == 1

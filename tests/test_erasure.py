@@ -44,7 +44,7 @@ def test_erasure_leaves_no_trace_in_sqlite_files(make_engine, tmp_path):
         receipt = client.delete(f"/v1/users/{GONE}").json()
     assert receipt["removed"]["events"] == 8 and receipt["removed"]["decisions"] == 1
     assert receipt["removed"]["user_state"] and receipt["removed"]["consent"] and receipt["removed"]["preferences"]
-    assert receipt["removed"]["feedback_markers"] == 1
+    assert receipt["removed"]["feedback_markers"] == 2  # explicit feedback and the click event
     assert engine.features.get("users", GONE) is None and engine.decisions.for_user(GONE) == []
     engine.ingest([Event(user_id=KEPT, item_id=CATALOG[30].id, type="click")])  # life goes on
     assert engine.wait_idle(10)
@@ -77,6 +77,8 @@ def test_erasure_leaves_no_trace_in_redis(make_engine, tmp_path, redis_server, r
             values = client.lrange(key, 0, -1)
         elif kind == "set":
             values = list(client.smembers(key))
+        elif kind == "zset":
+            values = [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
         elif kind == "stream":
             values = [b"".join(f for kv in fields.items() for f in kv) for _, fields in client.xrange(key)]
         else:

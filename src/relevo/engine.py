@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ import orjson
 import structlog
 
 from relevo.bandits.linear_ts import LinearTS, LinTSConfig
+from relevo.bandits.logistic import LogisticTS, LogisticTSConfig
 from relevo.bandits.persisted import PersistedPolicy
 from relevo.context import consent as consent_registry
 from relevo.context.state import ITEMS_NS, PREFERENCES_NS, USERS_NS, UserState
@@ -36,6 +38,7 @@ from relevo.settings import Settings
 from relevo.storage.protocols import AppendResult
 from relevo.storage.registry import open_store
 from relevo.stream.processor import GROUP, StreamProcessor
+from relevo.stream.rewards import REWARDS_NS, JoinConfig, Outcome, RewardJoiner
 from relevo.tiers.features import FEATURES, PRIOR_MEAN
 from relevo.tiers.streaming import RecommendRequest, StreamingTier
 
@@ -90,18 +93,15 @@ class Engine:
         self.index = self._new_index(dim)
         self._load_items(dim)
         self.affect = self._affect_analyzer()
-        rec = s.recommend
-        bandit = LinearTS(
-            LinTSConfig(
-                dim=len(FEATURES), prior_mean=PRIOR_MEAN,
-                exploration=rec.exploration, propensity_samples=rec.propensity_samples,
-            )
-        )
-        self.policy = PersistedPolicy(bandit, self.features, self.models)
+        self.policy = PersistedPolicy(self._new_policy(), self.features, self.models)
         self.policy.load()
+        self.joiner = RewardJoiner(
+            self.decisions, self.features, self.policy,
+            JoinConfig(s.bandit.attribution_window_s, s.bandit.default_reward),
+        )
         st = s.stream
         self.processor = StreamProcessor(
-            self.events, self.features, self.index, self.catalog, self.decisions, self.policy, self.metrics,
+            self.events, self.features, self.index, self.catalog, self.joiner, self.metrics,
             StreamingConfig(st.long_decay, st.session_decay, st.session_gap_s),
             batch_size=st.batch_size, poll_ms=st.poll_ms,
             affect_analyzer=self.affect, behaviour_config=behaviour.BehaviourConfig(s.emotion.half_life_s),
@@ -109,13 +109,26 @@ class Engine:
         self.processor.load()
         self.streaming = StreamingTier(
             self.features, self.index, self.catalog, self.decisions, self.policy,
-            candidates=rec.candidates, session_gap_s=st.session_gap_s, seed=rec.seed,
+            candidates=s.recommend.candidates, session_gap_s=st.session_gap_s, seed=s.recommend.seed,
             emotion=self._rerank_config(),
         )
         self.processor.start()
         self._opened = True
         log.info("engine_opened", home=str(s.home), items=len(self.catalog))
         return self
+
+    def _new_policy(self):
+        rec, b = self.settings.recommend, self.settings.bandit
+        if b.policy == "logistic_ts":
+            # logits: the prior ranks by similarity like the linear prior, scaled up
+            return LogisticTS(LogisticTSConfig(
+                dim=len(FEATURES), prior_mean=tuple(4.0 * v for v in PRIOR_MEAN),
+                exploration=rec.exploration, propensity_samples=rec.propensity_samples, examination=b.examination,
+            ))
+        return LinearTS(LinTSConfig(
+            dim=len(FEATURES), prior_mean=PRIOR_MEAN, exploration=rec.exploration,
+            propensity_samples=rec.propensity_samples, refresh_every=b.refresh_every, examination=b.examination,
+        ))
 
     def _affect_analyzer(self):
         if not self.settings.emotion.enabled:
@@ -287,22 +300,34 @@ class Engine:
         self.metrics.explored.inc(sum(1 for s in rec.items if s.explored))
         return rec
 
-    def feedback(self, decision_id: str, item_id: str, reward: float) -> bool:
-        """Learn an explicit reward for an item of a logged decision, once per item.
-        Returns False when this (decision, item) was already rewarded."""
+    def feedback(self, decision_id: str, item_id: str, reward: float, at: float | None = None) -> str:
+        """Join an explicit reward to an item of a logged decision (RewardJoiner rules).
+        Returns "joined", "duplicate" (already rewarded) or "late" (window closed)."""
+        if not math.isfinite(reward):
+            raise ValidationError("reward must be a finite number", field="reward")
         decision = self.decisions.get(decision_id)
         if decision is None:
             raise NotFound(f"no decision {decision_id!r}", field="decision_id")
-        for item, row in zip(decision.items, decision.features):
-            if item.item_id == item_id:
-                learned = self.policy.feedback(f"{decision_id}:{item_id}", np.asarray(row), float(reward))
-                if learned:
-                    self.metrics.rewards.labels("feedback").inc()
-                return learned
-        if decision.items and not decision.features:
-            raise ValidationError("this decision was a popularity fallback; it has no model to reward",
+        if item_id not in {i.item_id for i in decision.items}:
+            raise ValidationError(f"item {item_id!r} was not shown in decision {decision_id!r}", field="item_id")
+        if decision.policy != self.policy.policy.name:
+            raise ValidationError(f"decision {decision_id!r} was served by {decision.policy!r}; it has no model to reward",
                                   field="decision_id", code="not_learnable")
-        raise ValidationError(f"item {item_id!r} was not shown in decision {decision_id!r}", field="item_id")
+        outcome = Outcome(decision_id, item_id, float(reward), time.time() if at is None else at, "feedback")
+        with self.policy.lock:
+            joined = self.joiner.join([outcome])
+            if joined.rewards:
+                self.features.put_many(self.joiner.learn(joined))
+                self.policy.maybe_snapshot()
+        self.joiner.notify(joined)
+        status = joined.status[0]
+        self.metrics.rewards.labels(status).inc()
+        return status
+
+    def close_windows(self, now: float | None = None) -> int:
+        """Close the attribution windows due at ``now`` (the stream processor does this
+        every second); returns how many default rewards were learned."""
+        return self.processor.close_windows(time.time() if now is None else now)
 
     # -- preferences ---------------------------------------------------------------------
 
@@ -331,12 +356,10 @@ class Engine:
         Aggregates are kept and are not personal data: item popularity counters and the
         bandit posterior (sums over all users' rewards, from which no single user's events
         can be read back)."""
-        from relevo.bandits.persisted import FEEDBACK_NS
-
         with self.processor.write_lock:
             self.processor.erased_users.add(user_id)
             decisions = self.decisions.for_user(user_id, limit=1_000_000)
-            markers = [(FEEDBACK_NS, f"{d.decision_id}:{i.item_id}") for d in decisions for i in d.items]
+            markers = [(REWARDS_NS, f"{d.decision_id}:{i.item_id}") for d in decisions for i in d.items]
             own = {ns: self.features.erase([(ns, user_id)]) > 0
                    for ns in (USERS_NS, PREFERENCES_NS, consent_registry.CONSENT_NS)}
             receipt = ErasureReceipt(

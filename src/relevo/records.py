@@ -183,6 +183,11 @@ class Decision:
     context: dict[str, Any] = field(default_factory=dict)
     tier: str = "streaming"
     seed: int = 0
+    # False until the caller confirms the slate was shown (deferred activation): only
+    # activated decisions get the default reward when their attribution window closes
+    activated: bool = True
+    experiment: str | None = None
+    variant: str | None = None
 
 
 @dataclass(slots=True)

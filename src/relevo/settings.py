@@ -58,6 +58,16 @@ class RecommendSettings(_Config):
     seed: int = 0
 
 
+class BanditSettings(_Config):
+    """The streaming tier's policy and how rewards reach it."""
+
+    policy: Literal["linear_ts", "logistic_ts"] = "linear_ts"
+    attribution_window_s: float = Field(3600.0, gt=0)
+    default_reward: float | None = 0.0  # unrewarded shown items when the window closes; None: not learned
+    examination: tuple[float, ...] = (1.0,)  # per-position examination probabilities
+    refresh_every: int = Field(64, ge=1)
+
+
 class EmotionSettings(_Config):
     """Per-deployment switch and knobs. Even when enabled, affect is computed only for
     users who opted in (consent ``emotion``); disable it where emotion recognition is not
@@ -87,6 +97,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     stream: StreamSettings = StreamSettings()
     recommend: RecommendSettings = RecommendSettings()
+    bandit: BanditSettings = BanditSettings()
     api: ApiSettings = ApiSettings()
     emotion: EmotionSettings = EmotionSettings()
 

@@ -34,9 +34,9 @@ def test_events_recommendations_feedback_round_trip(client, engine):
     decision = engine.decisions.get(body["decision_id"])
     assert decision is not None and [i.item_id for i in decision.items] == [i["item_id"] for i in body["items"]]
     fb = client.post("/v1/feedback", json={"decision_id": body["decision_id"], "item_id": body["items"][0]["item_id"], "reward": 1})
-    assert fb.json() == {"learned": True}
+    assert fb.json() == {"learned": True, "status": "joined"}
     fb = client.post("/v1/feedback", json={"decision_id": body["decision_id"], "item_id": body["items"][0]["item_id"], "reward": 1})
-    assert fb.json() == {"learned": False}  # exactly once per shown item
+    assert fb.json() == {"learned": False, "status": "duplicate"}  # exactly once per shown item
     wrong = client.post("/v1/feedback", json={"decision_id": body["decision_id"], "item_id": "alien", "reward": 1})
     assert wrong.status_code == 422 and "not shown" in wrong.json()["error"]["message"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from relevo.bandits.base import Candidates
 from relevo.bandits.linear_ts import LinearTS, LinTSConfig
 from relevo.emotion.behaviour import SessionAffect
 from relevo.emotion.rerank import RerankConfig, adjust
@@ -33,7 +34,8 @@ def test_mood_congruence():
 def test_bandit_applies_adjustment_to_every_draw():
     policy = LinearTS(LinTSConfig(dim=2, prior_mean=(1.0, 0.0), exploration=1.0, propensity_samples=300))
     x = np.array([[0.5, 0.0], [0.45, 0.0], [0.1, 0.0]])
-    plain = policy.select(x, 1, np.random.default_rng(0))
-    boosted = policy.select(x, 1, np.random.default_rng(0), exploration_scale=0.2, bonus=np.array([0.0, 0.0, 1.0]))
+    cands = Candidates(["a", "b", "c"], x)
+    plain = policy.select(None, cands, 1, 0)
+    boosted = policy.select(None, cands, 1, 0, exploration_scale=0.2, bonus=np.array([0.0, 0.0, 1.0]))
     assert int(boosted.order[0]) == 2 and boosted.propensity[0] > 0.9
     assert plain.propensity[0] < 0.9

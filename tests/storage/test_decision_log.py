@@ -48,3 +48,19 @@ def test_erase_user(decision_log):
     assert log.for_user("u1") == [] and log.get("d1") is None
     assert log.get("d7") is not None
     assert log.erase_user("u1") == 0
+
+
+def test_between_oldest_first_half_open_and_reappend_replaces(decision_log):
+    log = decision_log.store
+    for i in (3, 1, 2, 5):
+        log.append(decision(i))
+    assert [d.decision_id for d in log.between(1001.0, 1005.0)] == ["d1", "d2", "d3"]
+    assert [d.decision_id for d in log.between(0.0, 2000.0, limit=2)] == ["d1", "d2"]
+    assert log.between(2000.0, 3000.0) == []
+    changed = decision(2)
+    changed.activated = False
+    log.append(changed)  # same id: body replaced, not indexed twice
+    assert sorted(d.decision_id for d in log.for_user("u1")) == ["d1", "d2", "d3", "d5"]
+    assert [d.activated for d in log.between(1002.0, 1002.5)] == [False]
+    log.erase_user("u1")
+    assert log.between(0.0, 2000.0) == []

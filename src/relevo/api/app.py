@@ -121,8 +121,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
 
     @app.post("/v1/feedback", tags=["recommendations"])
     async def feedback(body: FeedbackIn, request: Request) -> Response:
-        learned = eng(request).feedback(body.decision_id, body.item_id, body.reward)
-        return _json({"learned": learned})
+        status = eng(request).feedback(body.decision_id, body.item_id, body.reward)
+        return _json({"learned": status == "joined", "status": status})
 
     @app.get("/v1/stats", tags=["operations"])
     async def stats(request: Request) -> Response:

@@ -1,16 +1,21 @@
-"""Linear Thompson Sampling over a shared feature vector, with Monte-Carlo propensities.
+"""Linear Thompson Sampling with one shared model over context x item features.
 
-Model: reward r = x . theta + noise, prior theta ~ N(mu0, v^2 / lam * I). The posterior
-after rows X (m, d) and rewards r (m,) is N(mu, v^2 A^-1) with A = lam I + X^T X and
-mu = A^-1 (lam mu0 + X^T r). A slate is the top-n of X_cand @ theta~ for one posterior
-draw theta~ (Agrawal & Goyal 2013). The prior mean encodes a sensible starting ranking
-(similarity first), so the policy is useful before any reward arrives.
+Model: r = phi(context, item) . theta + noise, prior theta ~ N(mu0, v^2 / lam I), where
+phi is the item's features, followed (when ``context_dim`` > 0) by the flattened outer
+product context (x) item, so the context changes which items win (d = d_item (1 + d_ctx),
+up to a few hundred). After rows X (m, d) with rewards r the posterior is N(mu, v^2 A^-1),
+A = lam I + X^T X, mu = A^-1 (lam mu0 + X^T r) (Agrawal & Goyal 2013).
 
-Propensity of candidate i (probability that it appears in the slate):
-    p_i = (1 + c_i) / (S + 1),   c_i = #{s <= S : i in top_n(X theta_s)}
-with S fresh posterior draws besides the one that chose the slate. The served draw is
-counted once so that a shown item never gets p = 0; the bias is at most 1 / (S + 1) and
-the standard error about sqrt(p (1 - p) / S).
+Updates:
+- one row: Sherman-Morrison rank-1 update of the cached inverse A^-1, O(d^2);
+- a batch of rows: A and b accumulated, A^-1 recomputed from A through its Cholesky
+  factor, O(d^3) once for the batch.
+The precision A is always accumulated exactly; every ``refresh_every`` single-row updates
+the inverse is recomputed from it (so rank-1 round-off cannot drift) and the Cholesky
+factor of the covariance, used to draw theta, is refreshed. Between refreshes draws use
+the last factor with the current mean (a slightly wider, never narrower, spread).
+
+Readers take ``(mu, chol)`` as one tuple that updates swap atomically.
 """
 
 from __future__ import annotations
@@ -20,47 +25,56 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from relevo.bandits.base import Candidates, PositionModel, SamplingPolicy, require_state
+
 
 @dataclass(frozen=True, slots=True)
 class LinTSConfig:
-    dim: int
-    prior_mean: tuple[float, ...] | None = None
+    dim: int  # item feature dimension
+    context_dim: int = 0  # > 0: hybrid rows [item, context (x) item]
+    prior_mean: tuple[float, ...] | None = None  # over the joint row (length joint_dim)
     lam: float = 1.0
-    exploration: float = 0.3  # v: scales the posterior covariance of the draws
+    exploration: float = 0.3  # v: scales the posterior spread of the draws
     propensity_samples: int = 200
+    refresh_every: int = 64
+    examination: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        if self.dim < 1 or self.context_dim < 0:
+            raise ValueError("dim must be >= 1 and context_dim >= 0")
+        if self.joint_dim > 2048:
+            raise ValueError(f"joint dimension {self.joint_dim} is too large for a dense posterior (max 2048)")
+        if self.lam <= 0 or self.exploration < 0 or self.propensity_samples < 0 or self.refresh_every < 1:
+            raise ValueError("lam must be > 0, exploration and propensity_samples >= 0, refresh_every >= 1")
+
+    @property
+    def joint_dim(self) -> int:
+        return self.dim * (1 + self.context_dim)
 
 
-@dataclass(slots=True)
-class Slate:
-    """``order``: candidate rows shown, best first, shape (n,). ``scores``: the sampled
-    scores of those rows. ``propensity``: inclusion probabilities, shape (n,).
-    ``explored``: True where the row is not in the greedy (posterior-mean) top-n."""
-
-    order: np.ndarray
-    scores: np.ndarray
-    propensity: np.ndarray
-    explored: np.ndarray
-
-
-def top_n(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the n largest entries along the last axis, best first (unsorted beyond n)."""
-    k = scores.shape[-1]
-    n = min(n, k)
-    if n == k:
-        part = np.broadcast_to(np.arange(k), scores.shape)
-    else:
-        part = np.argpartition(-scores, n - 1, axis=-1)[..., :n]
-    picked = np.take_along_axis(scores, part, axis=-1)
-    order = np.argsort(-picked, axis=-1, kind="stable")
-    return np.take_along_axis(part, order, axis=-1)
+def joint_rows(context: np.ndarray | None, items: np.ndarray, context_dim: int) -> np.ndarray:
+    """phi for K items: (K, d_item) -> (K, d_item (1 + d_ctx))."""
+    if context_dim == 0:
+        if context is not None and np.asarray(context).size:
+            raise ValueError("this policy has no context features (context_dim = 0); pass context=None")
+        return items
+    if context is None:
+        raise ValueError(f"context features of shape ({context_dim},) are required")
+    c = np.asarray(context, dtype=np.float64).reshape(-1)
+    if c.shape != (context_dim,) or not np.isfinite(c).all():
+        raise ValueError(f"context has shape {c.shape}; expected ({context_dim},) finite")
+    inter = (items[:, None, :] * c[None, :, None]).reshape(items.shape[0], -1)
+    return np.hstack([items, inter])
 
 
-class LinearTS:
+class LinearTS(SamplingPolicy):
     name = "linear_ts"
 
     def __init__(self, config: LinTSConfig):
         self.config = config
-        d = config.dim
+        self.propensity_samples = config.propensity_samples
+        self.positions = PositionModel(config.examination)
+        d = config.joint_dim
         mu0 = np.zeros(d) if config.prior_mean is None else np.asarray(config.prior_mean, dtype=np.float64)
         if mu0.shape != (d,):
             raise ValueError(f"prior_mean has shape {mu0.shape}, expected ({d},)")
@@ -68,14 +82,22 @@ class LinearTS:
         self.A = config.lam * np.eye(d)
         self.b = config.lam * mu0
         self.n_updates = 0
+        self._since_refresh = 0
         self._lock = threading.Lock()
         self._refresh()
 
+    # -- posterior -----------------------------------------------------------------------
+
     def _refresh(self) -> None:
-        cov = np.linalg.inv(self.A)
-        mu = cov @ self.b
-        chol = np.linalg.cholesky((cov + cov.T) / 2 + 1e-12 * np.eye(self.config.dim))
-        self._posterior = (mu, chol)  # swapped atomically; readers never see half an update
+        """A^-1 and the covariance's Cholesky factor recomputed from the precision A."""
+        d = self.config.joint_dim
+        chol_a = np.linalg.cholesky(self.A)
+        inv_l = np.linalg.solve(chol_a, np.eye(d))  # L^-1
+        self.A_inv = inv_l.T @ inv_l
+        mu = self.A_inv @ self.b
+        chol = np.linalg.cholesky((self.A_inv + self.A_inv.T) / 2 + 1e-12 * np.eye(d))
+        self._since_refresh = 0
+        self._posterior = (mu, chol)
 
     @property
     def mean(self) -> np.ndarray:
@@ -84,71 +106,55 @@ class LinearTS:
     def sample_thetas(self, rng: np.random.Generator, s: int, exploration_scale: float = 1.0) -> np.ndarray:
         """``s`` posterior draws, shape (s, d)."""
         mu, chol = self._posterior
-        z = rng.standard_normal((s, self.config.dim))
-        return mu + exploration_scale * self.config.exploration * z @ chol.T
+        z = rng.standard_normal((s, self.config.joint_dim))
+        return mu + (exploration_scale * self.config.exploration) * (z @ chol.T)
 
-    def select(
-        self,
-        features: np.ndarray,
-        n: int,
-        rng: np.random.Generator,
-        *,
-        exploration_scale: float = 1.0,
-        bonus: np.ndarray | None = None,
-    ) -> Slate:
-        """Choose a slate of n rows of ``features`` (shape (K, d), float).
+    # -- SamplingPolicy hooks --------------------------------------------------------------
 
-        ``exploration_scale`` multiplies the posterior spread of the draws; ``bonus`` (K,)
-        is added to every draw's scores (e.g. emotion-aware re-ranking), so the
-        propensities describe the adjusted policy exactly."""
-        x = np.asarray(features, dtype=np.float64)
-        k = x.shape[0]
-        n = min(n, k)
-        if n == 0:
-            empty = np.zeros(0)
-            return Slate(empty.astype(np.int64), empty, empty, empty.astype(bool))
-        mu, _ = self._posterior
-        draws = self.sample_thetas(rng, 1 + self.config.propensity_samples, exploration_scale)
-        scores = x @ draws.T  # (K, S+1)
-        mean_scores = x @ mu
-        if bonus is not None:
-            scores += np.asarray(bonus, dtype=np.float64)[:, None]
-            mean_scores = mean_scores + bonus
-        chosen = top_n(scores[:, 0], n)
-        s = self.config.propensity_samples
-        counts = np.zeros(k)
-        if s:
-            tops = top_n(scores[:, 1:].T, n)  # (S, n)
-            counts = np.bincount(tops.ravel(), minlength=k).astype(np.float64)
-        propensity = (1.0 + counts[chosen]) / (s + 1.0)
-        greedy = set(top_n(mean_scores, n).tolist())
-        explored = np.array([i not in greedy for i in chosen.tolist()], dtype=bool)
-        return Slate(chosen, scores[chosen, 0], propensity, explored)
+    def _rows(self, context, candidates: Candidates) -> np.ndarray:
+        if candidates.features is None:
+            raise ValueError("linear_ts needs candidate features")
+        if candidates.features.shape[1] != self.config.dim:
+            raise ValueError(f"candidate features have {candidates.features.shape[1]} columns; expected {self.config.dim}")
+        return joint_rows(context, candidates.features, self.config.context_dim)
 
-    def update(self, features: np.ndarray, rewards: np.ndarray) -> None:
-        """Bayesian update from rows (m, d) and rewards (m,)."""
-        x = np.atleast_2d(np.asarray(features, dtype=np.float64))
-        r = np.asarray(rewards, dtype=np.float64).reshape(-1)
-        if x.shape != (r.shape[0], self.config.dim):
-            raise ValueError(f"features {x.shape} and rewards {r.shape} do not match dim {self.config.dim}")
-        if not (np.isfinite(x).all() and np.isfinite(r).all()):
-            raise ValueError("features and rewards must be finite")
+    def _scores(self, rows, candidates, draws, rng, exploration_scale):
+        mu = self._posterior[0]
+        return rows @ self.sample_thetas(rng, draws, exploration_scale).T, rows @ mu
+
+    def _learn(self, arms, x, r, w) -> None:
+        d = self.config.joint_dim
+        if x is None or x.shape[1] != d:
+            raise ValueError(f"linear_ts learns from rows of dimension {d}; got {None if x is None else x.shape}")
+        x = x * w[:, None]  # position-based model: E[r] = e_k x.theta
         with self._lock:
             self.A += x.T @ x
             self.b += x.T @ r
             self.n_updates += len(r)
-            self._refresh()
+            if len(r) == 1 and self._since_refresh + 1 < self.config.refresh_every:
+                row = x[0]
+                ax = self.A_inv @ row
+                self.A_inv -= np.outer(ax, ax) / (1.0 + row @ ax)
+                self._since_refresh += 1
+                self._posterior = (self.A_inv @ self.b, self._posterior[1])
+            else:
+                self._refresh()
+
+    # -- state -------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
         with self._lock:
-            return {"A": self.A.tolist(), "b": self.b.tolist(), "n_updates": self.n_updates}
+            return {"kind": self.name, "A": self.A.tolist(), "b": self.b.tolist(), "n_updates": self.n_updates}
 
     def load_state_dict(self, state: dict) -> None:
+        require_state(state, self.name, "A", "b", "n_updates")
         a = np.asarray(state["A"], dtype=np.float64)
         b = np.asarray(state["b"], dtype=np.float64)
-        d = self.config.dim
+        d = self.config.joint_dim
         if a.shape != (d, d) or b.shape != (d,):
             raise ValueError(f"state has shapes {a.shape}, {b.shape}; expected ({d}, {d}), ({d},)")
+        if not (np.isfinite(a).all() and np.isfinite(b).all()):
+            raise ValueError("state holds non-finite values")
         with self._lock:
             self.A, self.b, self.n_updates = a, b, int(state["n_updates"])
             self._refresh()

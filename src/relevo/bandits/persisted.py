@@ -1,10 +1,11 @@
-"""A LinearTS whose sufficient statistics are durable in the FeatureStore.
+"""A bandit policy whose learned state is durable in the FeatureStore.
 
-The document ``models/<name>`` holds the posterior (A, b), the log position of the last
-reward event applied (so a redelivered batch is not learned twice) and, for explicit
-feedback, markers ``feedback/<decision_id>:<item_id>`` written in the same atomic
-``put_many`` (so a repeated feedback call is not learned twice). Every
-``snapshot_every`` updates a versioned copy goes to the ModelStore.
+The document ``models/<name>`` holds the policy's ``state_dict()``, a version counter and
+``closed_through``: the creation time before which every decision's attribution window
+has been closed by the RewardJoiner. The joiner writes that document in the same atomic
+``put_many`` as its per-(decision, item) reward markers, so a reward is learned exactly
+once however often it is redelivered. Every ``snapshot_every`` rewards a versioned copy
+goes to the ModelStore.
 """
 
 from __future__ import annotations
@@ -14,29 +15,28 @@ import threading
 import numpy as np
 import orjson
 
-from relevo.bandits.linear_ts import LinearTS
+from relevo.bandits.base import Policy
 from relevo.storage.protocols import FeatureStore, ModelStore
 
 MODELS_NS = "models"
-FEEDBACK_NS = "feedback"
 
 
 class PersistedPolicy:
     def __init__(
         self,
-        policy: LinearTS,
+        policy: Policy,
         features: FeatureStore,
         models: ModelStore,
         *,
-        name: str = "linear_ts",
+        name: str | None = None,
         snapshot_every: int = 1000,
     ):
         self.policy = policy
         self.features = features
         self.models = models
-        self.name = name
+        self.name = name or policy.name
         self.snapshot_every = snapshot_every
-        self.applied_through = 0
+        self.closed_through = 0.0
         self.version = 0
         self._since_snapshot = 0
         self.lock = threading.Lock()
@@ -47,33 +47,21 @@ class PersistedPolicy:
             return
         doc = orjson.loads(raw)
         self.policy.load_state_dict(doc["state"])
-        self.applied_through = int(doc["applied_through"])
+        self.closed_through = float(doc.get("closed_through", 0.0))
         self.version = int(doc.get("version", 0))
 
     def doc_row(self) -> tuple[str, str, bytes]:
-        doc = {"state": self.policy.state_dict(), "applied_through": self.applied_through, "version": self.version}
+        doc = {"state": self.policy.state_dict(), "closed_through": self.closed_through, "version": self.version}
         return (MODELS_NS, self.name, orjson.dumps(doc))
 
-    def learn(self, features: np.ndarray, rewards: np.ndarray, applied_through: int | None = None) -> None:
+    def learn(self, arms: list[str], features: np.ndarray, rewards: np.ndarray, weights: np.ndarray) -> None:
         """Update in memory (caller holds ``lock`` and persists ``doc_row()`` atomically)."""
         if len(rewards):
-            self.policy.update(features, rewards)
+            self.policy.learn(arms, features, rewards, weights)
             self.version += 1
             self._since_snapshot += len(rewards)
-        if applied_through is not None:
-            self.applied_through = max(self.applied_through, applied_through)
 
     def maybe_snapshot(self, force: bool = False) -> None:
         if self._since_snapshot and (force or self._since_snapshot >= self.snapshot_every):
             self.models.put(self.name, self.doc_row()[2])
             self._since_snapshot = 0
-
-    def feedback(self, marker: str, features: np.ndarray, reward: float) -> bool:
-        """Learn one explicit reward exactly once per ``marker``; False if already learned."""
-        with self.lock:
-            if self.features.get(FEEDBACK_NS, marker) is not None:
-                return False
-            self.learn(features.reshape(1, -1), np.array([reward]))
-            self.features.put_many([self.doc_row(), (FEEDBACK_NS, marker, b"1")])
-            self.maybe_snapshot()
-            return True

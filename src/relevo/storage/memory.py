@@ -156,6 +156,12 @@ class MemoryDecisionLog:
             ids = self._by_user.get(user_id, [])[-limit:][::-1]
             return [decode_decision(self._by_id[i]) for i in ids]
 
+    def between(self, start: float, end: float, limit: int = 10_000) -> list[Decision]:
+        with self._lock:
+            found = [d for d in map(decode_decision, self._by_id.values()) if start <= d.created_at < end]
+        found.sort(key=lambda d: d.created_at)
+        return found[:limit]
+
     def erase_user(self, user_id: str) -> int:
         with self._lock:
             ids = self._by_user.pop(user_id, [])

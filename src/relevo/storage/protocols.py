@@ -114,6 +114,11 @@ class DecisionLog(Protocol):
         """The user's decisions, newest first."""
         ...
 
+    def between(self, start: float, end: float, limit: int = 10_000) -> list[Decision]:
+        """Decisions with ``start <= created_at < end``, oldest first, at most ``limit``.
+        Appending a decision id again replaces its body (e.g. on activation)."""
+        ...
+
     def erase_user(self, user_id: str) -> int:
         """Remove every decision made for ``user_id``; returns how many."""
         ...

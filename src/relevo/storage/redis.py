@@ -8,6 +8,7 @@ Key layout (single Redis; the scale-out issue adds partitions and cluster hash t
 - ``{prefix}f:{ns}:{key}``      feature document (string)
 - ``{prefix}d:{decision_id}``   decision JSON (string, TTL = decision retention)
 - ``{prefix}du:{user_id}``      list of the user's decision ids, newest first, capped
+- ``{prefix}dt``                sorted set decision id -> created_at (time-range reads)
 - ``{prefix}m:{name}``          hash {version, blob}: latest model snapshot
 
 Durability is Redis's: with ``appendonly yes`` an acknowledged append survives a Redis
@@ -40,6 +41,21 @@ for i = 2, #ARGV, 3 do
   end
 end
 return dups
+"""
+
+
+# Stores a decision body; indexes its id (user list, time set) only the first time.
+# KEYS: body key, user list key, time set key. ARGV: body, ttl, per-user cap, id, created_at.
+_APPEND_DECISION = """
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if existed == 0 then
+  redis.call('LPUSH', KEYS[2], ARGV[4])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+end
+return existed
 """
 
 
@@ -223,15 +239,24 @@ class RedisDecisionLog(_RedisStore):
         super().__init__(client, prefix)
         self.ttl_s = ttl_s
         self.per_user = per_user
+        self._append = self.r.register_script(_APPEND_DECISION)
 
     def append(self, decision: Decision) -> None:
-        user_key = f"{self.prefix}du:{decision.user_id}"
-        pipe = self.r.pipeline(transaction=True)
-        pipe.set(f"{self.prefix}d:{decision.decision_id}", encode_decision(decision), ex=self.ttl_s)
-        pipe.lpush(user_key, decision.decision_id)
-        pipe.ltrim(user_key, 0, self.per_user - 1)
-        pipe.expire(user_key, self.ttl_s)
-        pipe.execute()
+        keys = [f"{self.prefix}d:{decision.decision_id}", f"{self.prefix}du:{decision.user_id}", f"{self.prefix}dt"]
+        args = [encode_decision(decision), self.ttl_s, self.per_user, decision.decision_id, repr(decision.created_at)]
+        self._append(keys=keys, args=args)
+
+    def between(self, start: float, end: float, limit: int = 10_000) -> list[Decision]:
+        time_key = f"{self.prefix}dt"
+        # ids whose bodies expired (retention) are dropped from the time index as met
+        ids = self.r.zrangebyscore(time_key, start, f"({end!r}", start=0, num=limit)
+        if not ids:
+            return []
+        raws = self.r.mget([f"{self.prefix}d:{i.decode()}" for i in ids])
+        gone = [i for i, raw in zip(ids, raws) if raw is None]
+        if gone:
+            self.r.zrem(time_key, *gone)
+        return [decode_decision(r) for r in raws if r is not None]
 
     def get(self, decision_id: str) -> Decision | None:
         raw = self.r.get(f"{self.prefix}d:{decision_id}")
@@ -250,6 +275,7 @@ class RedisDecisionLog(_RedisStore):
         pipe = self.r.pipeline(transaction=True)
         if ids:
             pipe.delete(*[f"{self.prefix}d:{i.decode()}" for i in ids])
+            pipe.zrem(f"{self.prefix}dt", *ids)
         pipe.delete(user_key)
         return int(pipe.execute()[0]) if ids else 0
 

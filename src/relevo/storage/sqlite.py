@@ -246,6 +246,7 @@ class SqliteDecisionLog(_SqliteStore):
         body BLOB NOT NULL
     );
     CREATE INDEX IF NOT EXISTS decisions_user ON decisions (user_id, created_at);
+    CREATE INDEX IF NOT EXISTS decisions_time ON decisions (created_at);
     """
 
     def append(self, decision: Decision) -> None:
@@ -265,6 +266,14 @@ class SqliteDecisionLog(_SqliteStore):
             rows = self._conn.execute(
                 "SELECT body FROM decisions WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
                 (user_id, limit),
+            ).fetchall()
+        return [decode_decision(r[0]) for r in rows]
+
+    def between(self, start: float, end: float, limit: int = 10_000) -> list[Decision]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT body FROM decisions WHERE created_at >= ? AND created_at < ? ORDER BY created_at, rowid LIMIT ?",
+                (start, end, limit),
             ).fetchall()
         return [decode_decision(r[0]) for r in rows]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +22,11 @@ from relevo.emotion import behaviour
 from relevo.emotion.text import TextAffect
 from relevo.embeddings.streaming import StreamingConfig, decayed_add, event_weight
 from relevo.observability.metrics import Metrics
-from relevo.records import Decision, Event, EventType
+from relevo.records import Event, EventType
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.protocol import VectorIndex
-from relevo.storage.protocols import DecisionLog, EventLog, FeatureStore, LogEntry
+from relevo.storage.protocols import EventLog, FeatureStore, LogEntry
+from relevo.stream.rewards import Outcome, RewardJoiner
 
 log = structlog.get_logger(__name__)
 
@@ -61,8 +61,7 @@ class StreamProcessor:
         features: FeatureStore,
         index: VectorIndex,
         catalog: Catalog,
-        decisions: DecisionLog,
-        policy: PersistedPolicy,
+        joiner: RewardJoiner,
         metrics: Metrics,
         config: StreamingConfig,
         *,
@@ -76,8 +75,10 @@ class StreamProcessor:
         self.features = features
         self.index = index
         self.catalog = catalog
-        self.decisions = decisions
-        self.policy = policy
+        self.joiner = joiner
+        self.policy: PersistedPolicy = joiner.policy
+        self.close_every_s = 1.0
+        self._closed_at = 0.0
         self.metrics = metrics
         self.config = config
         self.batch_size = batch_size
@@ -91,7 +92,6 @@ class StreamProcessor:
         # users erased while a batch was in flight: their rows are dropped at write time
         self.erased_users: set[str] = set()
         self.item_stats: dict[str, ItemStats] = {}
-        self._decision_cache: OrderedDict[str, Decision | None] = OrderedDict()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
@@ -132,6 +132,8 @@ class StreamProcessor:
                     self.metrics.consumer_lag.set(self.log.lag(GROUP))
                 else:
                     self.metrics.consumer_lag.set(0)
+                if time.monotonic() - self._closed_at >= self.close_every_s:
+                    self.close_windows(time.time())
             except Exception as exc:  # keep consuming; the batch is redelivered
                 self.last_error = repr(exc)
                 log.exception("stream_batch_failed", error=repr(exc))
@@ -149,8 +151,7 @@ class StreamProcessor:
         consented = self._consented(user_ids)
         text_affect = self._text_affect(entries, consented)
         touched_items: dict[str, ItemStats] = {}
-        reward_x: list[np.ndarray] = []
-        reward_r: list[float] = []
+        outcomes: list[Outcome] = []
         applied = skipped = 0
         changed: set[str] = set()
         freshness: list[float] = []
@@ -167,11 +168,10 @@ class StreamProcessor:
             stats = self._apply_to_item(event, entry.position)
             if stats is not None:
                 touched_items[event.item_id] = stats
-            if event.decision_id and entry.position > self.policy.applied_through:
-                row = self._decision_row(event)
-                if row is not None:
-                    reward_x.append(row[0])
-                    reward_r.append(row[1])
+            if event.decision_id and event.item_id:
+                reward = reward_of(event)
+                if reward is not None:
+                    outcomes.append(Outcome(event.decision_id, event.item_id, reward, event.event_time))
             applied += 1
         now = time.time()
         rows: list[tuple[str, str, bytes]] = []
@@ -195,13 +195,17 @@ class StreamProcessor:
                         states[user_id].affect = None
                         states[user_id].abandoned_sessions = 0
                         rows.append((USERS_NS, user_id, states[user_id].encode()))
-            if reward_r:
-                self.policy.learn(np.vstack(reward_x), np.array(reward_r), entries[-1].position)
-                rows.append(self.policy.doc_row())
+            joined = self.joiner.join(outcomes) if outcomes else None
+            if joined is not None:
+                rows.extend(self.joiner.learn(joined))
             self.features.put_many(rows)
-            if reward_r:
+            if joined is not None and joined.rewards:
                 self.policy.maybe_snapshot()
         self.log.ack(GROUP, entries)
+        if joined is not None:
+            self.joiner.notify(joined)
+            for name, count in joined.counts().items():
+                self.metrics.rewards.labels(name).inc(count)
         for stats in touched_items.values():
             self.catalog.set_engagement(stats.item_id, stats.engagement)
         for entry in entries:
@@ -212,9 +216,25 @@ class StreamProcessor:
         self.metrics.freshness_recent.extend(freshness)
         self.metrics.events_processed.inc(applied)
         self.metrics.events_redelivered.inc(skipped)
-        if reward_r:
-            self.metrics.rewards.labels("event").inc(len(reward_r))
-        return BatchResult(applied, skipped, len(reward_r))
+        return BatchResult(applied, skipped, len(joined.rewards) if joined is not None else 0)
+
+    def close_windows(self, now: float) -> int:
+        """Give unrewarded shown items of decisions past their attribution window the
+        default reward; returns how many rows were learned."""
+        self._closed_at = time.monotonic()
+        with self.policy.lock:
+            joined, stale = self.joiner.close_due(now)
+            if not joined.rewards and not stale:
+                return 0
+            self.features.put_many(self.joiner.learn(joined))
+            if joined.rewards:
+                self.policy.maybe_snapshot()
+        if stale:
+            self.features.erase(stale)
+        self.joiner.notify(joined)
+        if joined.rewards:
+            self.metrics.rewards.labels("defaulted").inc(len(joined.rewards))
+        return len(joined.rewards)
 
     def _consented(self, user_ids: list[str]) -> set[str]:
         if self.affect_analyzer is None or not user_ids:
@@ -287,20 +307,3 @@ class StreamProcessor:
         stats.last_event = max(stats.last_event, event.event_time)
         stats.applied_through = position
         return stats
-
-    def _decision_row(self, event: Event) -> tuple[np.ndarray, float] | None:
-        reward = reward_of(event)
-        if reward is None:
-            return None
-        decision = self._decision_cache.get(event.decision_id)
-        if decision is None:
-            decision = self.decisions.get(event.decision_id)
-            if decision is None:
-                return None
-            self._decision_cache[event.decision_id] = decision
-            while len(self._decision_cache) > 10_000:
-                self._decision_cache.popitem(last=False)
-        for item, features in zip(decision.items, decision.features):
-            if item.item_id == event.item_id:
-                return np.asarray(features, dtype=np.float64), reward
-        return None

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from relevo.bandits.base import Candidates
 from relevo.bandits.persisted import PersistedPolicy
 from relevo.context import consent as consent_registry
 from relevo.context.state import PREFERENCES_NS, USERS_NS, UserState
@@ -145,15 +146,15 @@ class StreamingTier:
             self.catalog.engagement[rows], self.catalog.max_engagement, self.catalog.added_at[rows],
             preference, now,
         )
-        rng = np.random.default_rng(seed)
+        candidates = Candidates(cand, x)
         adjustment = None
         if affect is not None:
             adjustment = rerank.adjust(affect, x[:, 1], x[:, 3], self.catalog.valence[rows], self.emotion)
             slate = self.policy.policy.select(
-                x, req.n, rng, exploration_scale=adjustment.exploration_scale, bonus=adjustment.bonus
+                None, candidates, req.n, seed, exploration_scale=adjustment.exploration_scale, bonus=adjustment.bonus
             )
         else:
-            slate = self.policy.policy.select(x, req.n, rng)
+            slate = self.policy.policy.select(None, candidates, req.n, seed)
         items = []
         for pos, row in enumerate(slate.order.tolist()):
             items.append(
