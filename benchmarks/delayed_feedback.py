@@ -66,7 +66,8 @@ class Environment:
         """(start, end, p) for each stretch of steps with fixed arm probabilities p (K,)."""
         p = self.p0.copy()
         start = 0
-        for step, arm, prob in zip(self.change_step.tolist(), self.change_arm.tolist(), self.change_p.tolist()):
+        changes = zip(self.change_step.tolist(), self.change_arm.tolist(), self.change_p.tolist())
+        for step, arm, prob in changes:
             if step > start:
                 yield start, step, p.copy()
             p[arm] = prob
@@ -74,7 +75,9 @@ class Environment:
         yield start, self.horizon, p
 
 
-def environment(horizon: int, seed: int, n_arms: int = N_ARMS, rate: float = REPLACE_RATE) -> Environment:
+def environment(
+    horizon: int, seed: int, n_arms: int = N_ARMS, rate: float = REPLACE_RATE
+) -> Environment:
     rng = np.random.default_rng([seed, 0])
     p0 = rng.beta(*ARM_PRIOR, size=n_arms)
     expected = horizon * rate
@@ -85,7 +88,8 @@ def environment(horizon: int, seed: int, n_arms: int = N_ARMS, rate: float = REP
     steps = steps[steps < horizon]
     arms = rng.integers(n_arms, size=len(steps))
     probs = rng.beta(*ARM_PRIOR, size=len(steps))
-    return Environment(p0, steps.astype(np.int64), arms.astype(np.int64), probs, rng.random(horizon))
+    u = rng.random(horizon)
+    return Environment(p0, steps.astype(np.int64), arms.astype(np.int64), probs, u)
 
 
 class Agent(Protocol):
@@ -232,7 +236,8 @@ def run(policy_name: str, delta: int, horizon: int, seed: int) -> Result:
     chosen, _ = simulate(agent, env, delta)
     seconds = time.perf_counter() - start
     regret, optimal = regret_of(env, chosen)
-    return Result(policy_name, delta, horizon, seed, regret, optimal, len(env.change_step), seconds, chosen)
+    replacements = len(env.change_step)
+    return Result(policy_name, delta, horizon, seed, regret, optimal, replacements, seconds, chosen)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -260,7 +265,8 @@ def main(argv: list[str] | None = None) -> None:
         return f"{mean(xs):,.0f}" + (f" ± {np.std(xs, ddof=1):,.0f}" if len(xs) > 1 else "")
 
     comparable = horizon == 1_000_000
-    rows = [("delta", "TS ours", "TS paper", "TS ours/paper", "UCB1 ours", "UCB1 paper", "UCB1/TS ours")]
+    rows = [("delta", "TS ours", "TS paper", "TS ours/paper", "UCB1 ours", "UCB1 paper",
+             "UCB1/TS ours")]
     verdict: dict[str, dict] = {}
     for delta in args.deltas:
         ts, ucb = regret["ts"][delta], regret["ucb"][delta]
@@ -271,11 +277,13 @@ def main(argv: list[str] | None = None) -> None:
             "ts_matches_or_beats_paper": ratio <= 1 + MATCH_TOLERANCE if ratio else None,
             "ucb_over_ts": round(mean(ucb) / mean(ts), 2),
         }
-        rows.append((delta, fmt(ts), f"{paper_ts:,}" if paper_ts else "-", f"{ratio:.2f}" if ratio else "-",
-                     fmt(ucb), f"{PAPER['ucb'][delta]:,}" if comparable and delta in PAPER["ucb"] else "-",
-                     f"{mean(ucb) / mean(ts):.1f}x"))
+        paper_ucb = PAPER["ucb"].get(delta) if comparable else None
+        rows.append((delta, fmt(ts), f"{paper_ts:,}" if paper_ts else "-",
+                     f"{ratio:.2f}" if ratio else "-", fmt(ucb),
+                     f"{paper_ucb:,}" if paper_ucb else "-", f"{mean(ucb) / mean(ts):.1f}x"))
     table(f"Regret at T = {horizon:,}, K = {N_ARMS}, replacement rate {REPLACE_RATE:g}, "
-          f"mean ± sd over {len(seeds)} seed(s); paper = Chapelle & Li 2011 Table 1 (T = 1e6)", rows)
+          f"mean ± sd over {len(seeds)} seed(s); "
+          "paper = Chapelle & Li 2011 Table 1 (T = 1e6)", rows)
     print(f"\n  wall {wall:.1f} s ({seconds:.1f} s simulating)")
     emit({
         "bench": "delayed_feedback",
@@ -286,7 +294,8 @@ def main(argv: list[str] | None = None) -> None:
         "regret_ucb_runs": {str(d): [round(x, 1) for x in v] for d, v in regret["ucb"].items()},
         "paper_ts": {str(d): v for d, v in PAPER["ts"].items()},
         "paper_ucb": {str(d): v for d, v in PAPER["ucb"].items()},
-        "baseline": "UCB1 (Auer et al. 2002) on the same environments; published figures of Chapelle & Li 2011",
+        "baseline": "UCB1 (Auer et al. 2002) on the same environments; "
+                    "published figures of Chapelle & Li 2011",
         "vs_paper": verdict,
         "wall_s": round(wall, 1),
     })

@@ -84,7 +84,8 @@ def test_feedback_arrives_every_delta_steps_without_rewards_of_replaced_arms():
     dropped = 0
     for t, arms in rec.deliveries:
         # the reward of step s is stale if its arm was replaced at a step in (s, t)
-        live = [s % k for s in range(t - delta, t) if not any(s < r < t and a == s % k for r, a in changes)]
+        live = [s % k for s in range(t - delta, t)
+                if not any(s < r < t and a == s % k for r, a in changes)]
         assert arms == live
         dropped += delta - len(live)
     assert dropped > 0  # the seed has replacements inside delivery windows

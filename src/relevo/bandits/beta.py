@@ -104,6 +104,8 @@ class BetaTS(SamplingPolicy):
     def load_state_dict(self, state: dict) -> None:
         require_state(state, self.name, "arms", "alpha", "beta", "n_updates")
         arms = list(state["arms"])
+        if len(set(arms)) != len(arms):
+            raise ValueError("arm ids must be unique")
         a = np.asarray(state["alpha"], dtype=np.float64)
         b = np.asarray(state["beta"], dtype=np.float64)
         if a.shape != (len(arms),) or b.shape != (len(arms),) or (a <= 0).any() or (b <= 0).any():
