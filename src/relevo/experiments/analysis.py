@@ -182,9 +182,13 @@ class VariantStats:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "VariantStats":
+        """Inverse of ``to_dict``; ``ValueError`` on unknown or missing fields."""
         d = dict(d)
-        d["guardrails"] = {m: Sums(**s) for m, s in d.get("guardrails", {}).items()}
-        return cls(**d)
+        try:
+            d["guardrails"] = {m: Sums(**s) for m, s in d.get("guardrails", {}).items()}
+            return cls(**d)
+        except TypeError as exc:
+            raise ValueError(f"variant stats: {exc}") from None
 
 
 def align_stats(
@@ -420,6 +424,11 @@ class ExperimentResults:
         return d
 
 
+def _metric_sums(experiment: Experiment, s: VariantStats, metric: str) -> Sums:
+    """A guardrail on the experiment's own metric is judged on the reward sums."""
+    return s.reward if metric == experiment.metric else s.guardrails.get(metric, Sums())
+
+
 def _interval(s: VariantStats) -> tuple[float | None, float | None]:
     if s.binary:
         if s.trials < 1:
@@ -460,8 +469,7 @@ def results(
             if ci is not None:
                 lift_lo, lift_hi = ci
         guards = tuple(
-            guardrail_result(g, s.reward if g.metric == experiment.metric else s.guardrails.get(g.metric, Sums()))
-            for g in experiment.guardrails
+            guardrail_result(g, _metric_sums(experiment, s, g.metric)) for g in experiment.guardrails
         )
         rows.append(
             VariantResult(

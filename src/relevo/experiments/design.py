@@ -92,7 +92,9 @@ def _check_list(value: Any, where: str) -> list:
 def _prefixed(where: str, exc: ValueError) -> ValueError:
     """Re-raise a nested record's error under its path: ``weight: ...`` -> ``variants[1].weight: ...``."""
     text = str(exc)
-    return ValueError(f"{where}{text[text.index(':'):]}" if text.startswith(("variant:", "guardrail:")) else f"{where}.{text}")
+    if text.startswith(("variant:", "guardrail:")):  # the record itself is not an object
+        return ValueError(f"{where}{text[text.index(':'):]}")
+    return ValueError(f"{where}.{text}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +161,8 @@ class Guardrail:
 
     @classmethod
     def from_dict(cls, d: Any) -> "Guardrail":
-        d = _check_keys(d, ("metric", "direction", "threshold"), ("metric", "direction", "threshold"), "guardrail")
+        keys = ("metric", "direction", "threshold")
+        d = _check_keys(d, keys, keys, "guardrail")
         return cls(metric=d["metric"], direction=d["direction"], threshold=d["threshold"])
 
 
@@ -224,7 +227,9 @@ class Experiment:
             raise ValueError(f"salt: must be a string of 1 to {MAX_SALT_LEN} characters")
         m = self.min_samples_per_variant
         if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 0 <= m <= MAX_MIN_SAMPLES:
-            raise ValueError(f"min_samples_per_variant: must be an integer in [0, {MAX_MIN_SAMPLES}], got {m!r}")
+            raise ValueError(
+                f"min_samples_per_variant: must be an integer in [0, {MAX_MIN_SAMPLES}], got {m!r}"
+            )
         object.__setattr__(self, "min_samples_per_variant", int(m))
         _check_choice(self.status, STATUSES, "status")
         created = _check_number(self.created_at, "created_at")
