@@ -30,6 +30,7 @@ from relevo.embeddings.encoder import TextEncoder
 from relevo.embeddings.streaming import StreamingConfig
 from relevo.errors import NotFound, ValidationError
 from relevo.observability.metrics import Metrics
+from relevo.personalizer.service import PersonalizerConfig, PersonalizerService
 from relevo.records import ErasureReceipt, Event, Item, Recommendation
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.exact import ExactIndex
@@ -106,6 +107,14 @@ class Engine:
             batch_size=st.batch_size, poll_ms=st.poll_ms,
             affect_analyzer=self.affect, behaviour_config=behaviour.BehaviourConfig(s.emotion.half_life_s),
         )
+        ps = s.personalizer
+        self.personalizer = PersonalizerService(self.decisions, self.features, self.models, PersonalizerConfig(
+            context_dim=ps.context_dim, action_dim=ps.action_dim, exploration=ps.exploration,
+            propensity_samples=s.recommend.propensity_samples, reward_wait_s=ps.reward_wait_s,
+            default_reward=ps.default_reward, apprentice_exploration=ps.apprentice_exploration,
+            min_events=ps.min_events, max_actions=ps.max_actions, seed=s.recommend.seed,
+        ))
+        self.processor.joiners.append(self.personalizer.joiner)
         self.processor.load()
         self.streaming = StreamingTier(
             self.features, self.index, self.catalog, self.decisions, self.policy,
@@ -194,8 +203,9 @@ class Engine:
         if not self._opened:
             return
         self.processor.stop()
-        with self.policy.lock:
-            self.policy.maybe_snapshot(force=True)
+        for joiner in self.processor.joiners:
+            with joiner.policy.lock:
+                joiner.policy.maybe_snapshot(force=True)
         try:
             self.index.save(self._index_path)
             self._index_path.with_suffix(".version").write_text(str(self._items_version()))
@@ -310,7 +320,7 @@ class Engine:
             raise NotFound(f"no decision {decision_id!r}", field="decision_id")
         if item_id not in {i.item_id for i in decision.items}:
             raise ValidationError(f"item {item_id!r} was not shown in decision {decision_id!r}", field="item_id")
-        if decision.policy != self.policy.policy.name:
+        if decision.policy != self.policy.name:
             raise ValidationError(f"decision {decision_id!r} was served by {decision.policy!r}; it has no model to reward",
                                   field="decision_id", code="not_learnable")
         outcome = Outcome(decision_id, item_id, float(reward), time.time() if at is None else at, "feedback")

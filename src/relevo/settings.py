@@ -68,6 +68,19 @@ class BanditSettings(_Config):
     refresh_every: int = Field(64, ge=1)
 
 
+class PersonalizerSettings(_Config):
+    """The Azure Personalizer-compatible endpoints (/personalizer/v1.0)."""
+
+    context_dim: int = Field(16, ge=2, le=64)
+    action_dim: int = Field(12, ge=2, le=64)
+    exploration: float = Field(0.5, ge=0)
+    reward_wait_s: float = Field(600.0, gt=0)
+    default_reward: float = 0.0
+    apprentice_exploration: float = Field(0.05, ge=0, le=1)
+    min_events: int = Field(200, ge=10)
+    max_actions: int = Field(500, ge=1, le=5000)
+
+
 class EmotionSettings(_Config):
     """Per-deployment switch and knobs. Even when enabled, affect is computed only for
     users who opted in (consent ``emotion``); disable it where emotion recognition is not
@@ -98,6 +111,7 @@ class Settings(BaseSettings):
     stream: StreamSettings = StreamSettings()
     recommend: RecommendSettings = RecommendSettings()
     bandit: BanditSettings = BanditSettings()
+    personalizer: PersonalizerSettings = PersonalizerSettings()
     api: ApiSettings = ApiSettings()
     emotion: EmotionSettings = EmotionSettings()
 

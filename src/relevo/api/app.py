@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relevo import __version__
-from relevo.api import errors
+from relevo.api import errors, personalizer
 from relevo.api.schemas import ConsentIn, EventsIn, FeedbackIn, ItemsIn, PreferencesIn, RecommendIn
 from relevo.engine import Engine
 from relevo.errors import RelevoError
@@ -69,6 +69,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
 
     def eng(request: Request) -> Engine:
         return request.app.state.engine
+
+    app.add_exception_handler(personalizer.PersonalizerError, lambda request, exc: personalizer.error_response(exc))
+    app.include_router(personalizer.router(lambda request: eng(request).personalizer))
 
     @app.post("/v1/items", tags=["items"])
     def add_items(body: ItemsIn, request: Request) -> Response:

@@ -64,6 +64,7 @@ class Slate:
     explored: np.ndarray
     seed: int
     policy: str = ""
+    first: np.ndarray | None = None  # (K,): P(candidate row is shown first), same estimator
 
     @property
     def exploration_share(self) -> float:
@@ -117,11 +118,14 @@ def slate_from_scores(
     positions = np.arange(n)
     at = np.zeros(n)
     anywhere = np.zeros(n)
+    first = np.zeros(k)
+    first[chosen[0]] = 1.0
     if s:
         tops = top_n(scores[:, 1:].T, n)  # (S, n)
         flat = np.bincount((tops * n + positions).ravel(), minlength=k * n).reshape(k, n)
         at = flat[chosen, positions].astype(np.float64)
         anywhere = flat.sum(axis=1)[chosen].astype(np.float64)
+        first += flat[:, 0]
     greedy = np.zeros(k, dtype=bool)
     greedy[top_n(mean_scores, n)] = True
     return Slate(
@@ -134,6 +138,7 @@ def slate_from_scores(
         explored=~greedy[chosen],
         seed=seed,
         policy=policy,
+        first=first / (s + 1.0),
     )
 
 

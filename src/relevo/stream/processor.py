@@ -77,6 +77,7 @@ class StreamProcessor:
         self.catalog = catalog
         self.joiner = joiner
         self.policy: PersistedPolicy = joiner.policy
+        self.joiners = [joiner]  # every joiner whose windows the loop closes (engine + Personalizer)
         self.close_every_s = 1.0
         self._closed_at = 0.0
         self.metrics = metrics
@@ -220,18 +221,21 @@ class StreamProcessor:
 
     def close_windows(self, now: float) -> int:
         """Give unrewarded shown items of decisions past their attribution window the
-        default reward; returns how many rows were learned."""
+        default reward, for every joiner; returns how many rows were learned."""
         self._closed_at = time.monotonic()
-        with self.policy.lock:
-            joined, stale = self.joiner.close_due(now)
+        return sum(self._close(joiner, now) for joiner in self.joiners)
+
+    def _close(self, joiner: RewardJoiner, now: float) -> int:
+        with joiner.policy.lock:
+            joined, stale = joiner.close_due(now)
             if not joined.rewards and not stale:
                 return 0
-            self.features.put_many(self.joiner.learn(joined))
+            self.features.put_many(joiner.learn(joined))
             if joined.rewards:
-                self.policy.maybe_snapshot()
+                joiner.policy.maybe_snapshot()
         if stale:
             self.features.erase(stale)
-        self.joiner.notify(joined)
+        joiner.notify(joined)
         if joined.rewards:
             self.metrics.rewards.labels("defaulted").inc(len(joined.rewards))
         return len(joined.rewards)

@@ -4,6 +4,8 @@ logged decisions they reward, within an attribution window, learned exactly once
 Rules, for an outcome (decision_id, item_id, reward, time t):
 - *orphan*: no such decision, the item was not shown in it, or the decision was served
   by a policy other than this one (a popularity fallback has nothing to learn);
+- *inactive*: the decision was made with deferred activation and never activated (the
+  caller did not show it), so its outcome says nothing about the policy;
 - *late*: the decision's window has already been closed, or t is more than ``window_s``
   after the decision was made;
 - *duplicate*: this (decision, item) already has a reward (first outcome wins, whatever
@@ -34,7 +36,7 @@ from relevo.records import Decision
 from relevo.storage.protocols import DecisionLog, FeatureStore
 
 REWARDS_NS = "rewards"
-OUTCOMES = ("joined", "late", "duplicate", "orphan", "defaulted")
+OUTCOMES = ("joined", "late", "duplicate", "orphan", "inactive", "defaulted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +129,10 @@ class RewardJoiner:
         for outcome, marker, prior in zip(outcomes, markers, existing):
             decision = self._decision(outcome.decision_id)
             position = _position(decision, outcome.item_id) if decision is not None else None
-            if decision is None or position is None or decision.policy != self.policy.policy.name:
+            if decision is None or position is None or decision.policy != self.policy.name:
                 out.status.append("orphan")
+            elif not decision.activated:
+                out.status.append("inactive")
             elif decision.created_at < self.policy.closed_through or outcome.at - decision.created_at > self.config.window_s:
                 out.status.append("late")
             elif prior is not None or marker in seen:
@@ -153,14 +157,14 @@ class RewardJoiner:
         if len(batch) == self.config.close_page:  # a full page: stop before its last instant
             cutoff = batch[-1].created_at
             batch = [d for d in batch if d.created_at < cutoff]
-        mine = [d for d in batch if d.policy == self.policy.policy.name and d.features]
+        mine = [d for d in batch if d.policy == self.policy.name and d.features]
         keys = [f"{d.decision_id}:{item.item_id}" for d in mine for item in d.items]
         have = dict(zip(keys, self.features.get_many(REWARDS_NS, keys))) if keys else {}
         default = self.config.default_reward
         for d in mine:
             if default is None or not d.activated:
                 continue
-            for position, item in enumerate(d.items):
+            for position, item in enumerate(d.items[: len(d.features)]):
                 marker = f"{d.decision_id}:{item.item_id}"
                 if have.get(marker) is None:
                     weight = float(self.policy.policy.positions.weights(np.array([position]))[0])

@@ -1,0 +1,106 @@
+"""Azure Personalizer v1.0 REST endpoints (same paths and JSON shapes), for applications
+moving off the retired service. Errors use Personalizer's envelope:
+``{"error": {"code", "message", "target"?, "innerError": {"code"}}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from relevo.personalizer.service import PersonalizerError, PersonalizerService, bad
+
+__all__ = ["PersonalizerError", "error_response", "router"]
+
+PREFIX = "/personalizer/v1.0"
+_STATUS_CODES = {400: "BadRequest", 404: "ResourceNotFound", 409: "Conflict", 413: "PayloadTooLarge",
+                 422: "BadRequest"}
+
+
+def error_response(exc: PersonalizerError) -> Response:
+    body: dict[str, Any] = {"code": _STATUS_CODES.get(exc.status, "BadRequest"), "message": exc.message,
+                            "innerError": {"code": exc.code}}
+    if exc.target:
+        body["target"] = exc.target
+    return Response(orjson.dumps({"error": body}), status_code=exc.status, media_type="application/json")
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        data = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        raise bad("the request body is not valid JSON", None, "InvalidJson") from None
+    if not isinstance(data, dict):
+        raise bad("the request body must be a JSON object", None, "InvalidJson")
+    return data
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def router(service_of) -> APIRouter:
+    """``service_of(request) -> PersonalizerService``."""
+    r = APIRouter(prefix=PREFIX, tags=["personalizer"])
+
+    def svc(request: Request) -> PersonalizerService:
+        return service_of(request)
+
+    @r.post("/rank", status_code=201)
+    async def rank(request: Request) -> Response:
+        return _json(await run_in_threadpool(svc(request).rank, await _body(request)), 201)
+
+    @r.post("/multislot/rank", status_code=201)
+    async def multislot_rank(request: Request) -> Response:
+        return _json(await run_in_threadpool(svc(request).multislot_rank, await _body(request)), 201)
+
+    @r.post("/events/{event_id}/reward", status_code=204)
+    async def reward(event_id: str, request: Request) -> Response:
+        body = await _body(request)
+        if "value" not in body:
+            raise bad("value is required", "value")
+        await run_in_threadpool(svc(request).reward, event_id, body["value"])
+        return Response(status_code=204)
+
+    @r.post("/multislot/events/{event_id}/reward", status_code=204)
+    async def multislot_reward(event_id: str, request: Request) -> Response:
+        body = await _body(request)
+        rewards = body.get("reward")
+        if not isinstance(rewards, list) or not rewards:
+            raise bad("reward must be a non-empty list of {slotId, value}", "reward")
+        service = svc(request)
+        for i, item in enumerate(rewards):
+            if not isinstance(item, dict) or not isinstance(item.get("slotId"), str) or "value" not in item:
+                raise bad(f"reward[{i}] must be an object with slotId and value", f"reward[{i}]")
+        for item in rewards:
+            service.reward(event_id, item["value"], slot_id=item["slotId"])
+        return Response(status_code=204)
+
+    @r.post("/events/{event_id}/activate", status_code=204)
+    @r.post("/multislot/events/{event_id}/activate", status_code=204)
+    async def activate(event_id: str, request: Request) -> Response:
+        svc(request).activate(event_id)
+        return Response(status_code=204)
+
+    @r.get("/configurations/service")
+    async def get_configuration(request: Request) -> Response:
+        return _json(svc(request).configuration())
+
+    @r.put("/configurations/service")
+    async def put_configuration(request: Request) -> Response:
+        body = await _body(request)
+        return _json(svc(request).set_mode(body.get("learningMode")))
+
+    @r.post("/evaluations", status_code=201)
+    async def evaluate(request: Request) -> Response:
+        return _json(await run_in_threadpool(svc(request).evaluate, await _body(request)), 201)
+
+    @r.get("/evaluations/{evaluation_id}")
+    async def get_evaluation(evaluation_id: str, request: Request) -> Response:
+        return _json(svc(request).get_evaluation(evaluation_id))
+
+    return r

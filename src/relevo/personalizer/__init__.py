@@ -1,0 +1,1 @@
+"""Azure Personalizer v1.0-compatible ranking on relevo bandits."""
