@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -29,6 +30,7 @@ from relevo.emotion import behaviour, rerank
 from relevo.embeddings.encoder import TextEncoder
 from relevo.embeddings.streaming import StreamingConfig
 from relevo.errors import NotFound, ValidationError
+from relevo.experiments.service import ExperimentService
 from relevo.observability.metrics import Metrics
 from relevo.personalizer.service import PersonalizerConfig, PersonalizerService
 from relevo.records import ErasureReceipt, Event, Item, Recommendation
@@ -96,9 +98,12 @@ class Engine:
         self.affect = self._affect_analyzer()
         self.policy = PersistedPolicy(self._new_policy(), self.features, self.models)
         self.policy.load()
+        self.experiments = ExperimentService(self.features, seed=s.recommend.seed)
+        self._exploration_share = 0.0
         self.joiner = RewardJoiner(
             self.decisions, self.features, self.policy,
             JoinConfig(s.bandit.attribution_window_s, s.bandit.default_reward),
+            on_reward=self.experiments.on_reward,
         )
         st = s.stream
         self.processor = StreamProcessor(
@@ -301,8 +306,22 @@ class Engine:
         if request.n < 1 or request.n > self.settings.recommend.max_n:
             raise ValidationError(f"n must be between 1 and {self.settings.recommend.max_n}", field="n")
         started = time.perf_counter()
+        assigned = self.experiments.assign(request.user_id)
+        if assigned is not None:
+            exp, variant, config, _ = assigned
+            request = dataclasses.replace(
+                request, experiment=exp.id, variant=variant,
+                exploration_scale=float(config.get("exploration_scale", request.exploration_scale)),
+                candidates=int(config["candidates"]) if "candidates" in config else request.candidates,
+            )
         rec = self.streaming.recommend(request)
         elapsed = time.perf_counter() - started
+        if assigned is not None:
+            self.experiments.expose(assigned[0], assigned[1], elapsed * 1000)
+        if rec.items:  # exponentially weighted over about the last 100 answers
+            share = sum(s.explored for s in rec.items) / len(rec.items)
+            self._exploration_share += 0.01 * (share - self._exploration_share)
+            self.metrics.exploration_share.set(self._exploration_share)
         self.metrics.request_latency.labels("recommend").observe(elapsed)
         self.metrics.recommend_recent.add(elapsed)
         self.metrics.recommendations.labels(rec.tier, "popularity" if rec.fallback else "linear_ts").inc()

@@ -44,6 +44,13 @@ class NotFound(RelevoError):
     code = "not_found"
 
 
+class Conflict(RelevoError):
+    """The request clashes with the current state (an id already taken) (HTTP 409)."""
+
+    status = 409
+    code = "conflict"
+
+
 class ConfigError(RelevoError):
     """Settings name something that cannot be opened (unknown URL scheme, bad path)."""
 

@@ -4,6 +4,7 @@ from Settings in the lifespan and closes it on shutdown."""
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -126,6 +127,22 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     async def feedback(body: FeedbackIn, request: Request) -> Response:
         status = eng(request).feedback(body.decision_id, body.item_id, body.reward)
         return _json({"learned": status == "joined", "status": status})
+
+    @app.post("/v1/experiments", status_code=201, tags=["experiments"])
+    def create_experiment(body: dict[str, Any], request: Request) -> Response:
+        return _json(eng(request).experiments.create(body), 201)
+
+    @app.get("/v1/experiments/{experiment_id}", tags=["experiments"])
+    def get_experiment(experiment_id: Id, request: Request) -> Response:
+        return _json(eng(request).experiments.describe(experiment_id))
+
+    @app.get("/v1/experiments/{experiment_id}/results", tags=["experiments"])
+    def experiment_results(experiment_id: Id, request: Request) -> Response:
+        return _json(eng(request).experiments.results(experiment_id))
+
+    @app.post("/v1/experiments/{experiment_id}/stop", tags=["experiments"])
+    def stop_experiment(experiment_id: Id, request: Request) -> Response:
+        return _json(eng(request).experiments.stop(experiment_id))
 
     @app.get("/v1/stats", tags=["operations"])
     async def stats(request: Request) -> Response:

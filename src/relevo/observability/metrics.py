@@ -68,7 +68,12 @@ class Metrics:
         )
         self.explored = Counter("relevo_items_explored", "Items shown that the greedy policy would not show", registry=r)
         self.shown = Counter("relevo_items_shown", "Items shown", registry=r)
-        self.rewards = Counter("relevo_rewards", "Rewards joined to decisions", ["source"], registry=r)
+        self.exploration_share = Gauge(
+            "relevo_exploration_share", "Share of shown items the greedy policy would not show (EWMA over ~100 answers)",
+            registry=r)
+        self.rewards = Counter(
+            "relevo_rewards", "Outcomes met by the reward joiner: joined, duplicate, late, orphan, inactive, defaulted",
+            ["outcome"], registry=r)
         self.errors = Counter("relevo_errors", "Requests rejected, by error code", ["code"], registry=r)
         self.erasures = Counter("relevo_erasures", "Users erased", registry=r)
         self.items = Gauge("relevo_items", "Items in the catalog", registry=r)

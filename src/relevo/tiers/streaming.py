@@ -38,6 +38,12 @@ class RecommendRequest:
     filters: dict[str, Any] = field(default_factory=dict)
     explain: bool = False
     tier: str = "auto"
+    # set by an experiment's variant: multiplies the exploration spread; overrides the
+    # number of ANN candidates
+    exploration_scale: float = 1.0
+    candidates: int | None = None
+    experiment: str | None = None
+    variant: str | None = None
 
 
 def derived_seed(base_seed: int, user_id: str, decision_id: str) -> int:
@@ -95,7 +101,7 @@ class StreamingTier:
             items, features = self._bandit(
                 req, seed, user_vec, session_vec, exclude, compiled.predicate, prefs, now, affect
             )
-            policy, fallback = self.policy.policy.name, None
+            policy, fallback = self.policy.name, None
             if not items:  # everything filtered out of the neighbourhood
                 items, features, policy, fallback = (
                     self._popular(req.n, exclude, compiled.predicate), [], "popularity", "no_candidates",
@@ -112,6 +118,8 @@ class StreamingTier:
             context=req.context,
             tier="streaming" if policy != "popularity" else "popularity",
             seed=seed,
+            experiment=req.experiment,
+            variant=req.variant,
         )
         self.decisions.append(decision)
         return Recommendation(decision_id, decision.tier, items, round(latency_ms, 3), fallback)
@@ -131,7 +139,8 @@ class StreamingTier:
 
     def _bandit(self, req, seed, user_vec, session_vec, exclude, predicate, prefs, now, affect=None):
         ids: dict[str, None] = {}
-        for query, k in ((user_vec, self.candidates), (session_vec, self.candidates // 2)):
+        n_cand = req.candidates or self.candidates
+        for query, k in ((user_vec, n_cand), (session_vec, n_cand // 2)):
             if query is not None:
                 found, _ = self.index.search(query, k, exclude=exclude, allow=predicate)
                 ids.update(dict.fromkeys(found))
@@ -151,10 +160,11 @@ class StreamingTier:
         if affect is not None:
             adjustment = rerank.adjust(affect, x[:, 1], x[:, 3], self.catalog.valence[rows], self.emotion)
             slate = self.policy.policy.select(
-                None, candidates, req.n, seed, exploration_scale=adjustment.exploration_scale, bonus=adjustment.bonus
+                None, candidates, req.n, seed, exploration_scale=adjustment.exploration_scale * req.exploration_scale,
+                bonus=adjustment.bonus,
             )
         else:
-            slate = self.policy.policy.select(None, candidates, req.n, seed)
+            slate = self.policy.policy.select(None, candidates, req.n, seed, exploration_scale=req.exploration_scale)
         items = []
         for pos, row in enumerate(slate.order.tolist()):
             items.append(
