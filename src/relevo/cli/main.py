@@ -1,4 +1,4 @@
-"""``relevo serve | demo | ingest | bench``: see ``relevo --help``."""
+"""``relevo serve | demo | ingest | bench | eval``: see ``relevo --help``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import os
 import runpy
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -85,6 +86,212 @@ def cmd_bench(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- eval
+
+
+class _Usage(Exception):
+    """A bad argument or missing data: message to stderr, exit code 2."""
+
+
+EVAL_HELP = """Offline evaluation of policies from logged bandit feedback.
+
+relevo eval ope --source obd --data-dir DIR [--campaign men|women] [--policy random|bts]
+    Open Bandit Dataset: relevo's contextual TS (linear_ts, logistic_ts) is trained on the
+    first half of the chosen log (time order) and its CTR estimated on the second half
+    (IPS, SNIPS, DR with 95% bootstrap intervals), relative to the logging policy's CTR
+    on the same rows. On the random log the BTS policy is estimated as well.
+
+relevo eval ope [--home PATH]
+    The engine's own DecisionLog (the stores Settings names, opened without starting the
+    Engine): the logging policy's value (IPS, SNIPS: with pi_e = pi_b both equal the mean
+    reward per shown item) with its interval, over the decisions whose reward markers are
+    still kept (created since the last attribution-window close). Older decisions are left
+    out: their markers were deleted at close, so their rewards are not in the stores'
+    reward markers (pass them to relevo.bandits.evaluation.decisions_to_log yourself).
+
+Exit codes: 0 done, 2 bad arguments or missing data."""
+
+_OBD_ONLY = ("data_dir", "campaign", "log_policy", "models", "greedy")
+_DECISIONS_ONLY = ("home", "since", "limit", "settled_only")
+
+
+def cmd_eval_ope(args) -> int:
+    try:
+        source = args.source
+        stray = [name for name in (_DECISIONS_ONLY if source == "obd" else _OBD_ONLY)
+                 if getattr(args, name) not in (None, False)]
+        if stray:
+            flags = ", ".join("--" + ("policy" if n == "log_policy" else n.replace("_", "-")) for n in stray)
+            raise _Usage(f"{flags}: only with --source {'decisions' if source == 'obd' else 'obd'}")
+        if args.samples < 1 or args.n_boot < 2 or (args.limit is not None and args.limit < 1):
+            raise _Usage("--samples and --limit must be >= 1, --n-boot >= 2")
+        report = _eval_obd(args) if source == "obd" else _eval_decisions(args)
+    except _Usage as exc:
+        print(f"relevo eval ope: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(orjson.dumps(report).decode())
+    else:
+        _print_report(report)
+    return 0
+
+
+def _eval_obd(args) -> dict:
+    from relevo.bandits.evaluation import TS_MODELS, evaluate_ts_on_log
+    from relevo.bandits.ope import behavior_action_dist_from_log
+    from relevo.datasets.obd import build_vocab, load_obd
+
+    data_dir = args.data_dir or os.environ.get("RELEVO_DATA_DIR")
+    if not data_dir:
+        raise _Usage("--source obd needs --data-dir (or RELEVO_DATA_DIR): the folder holding obd/ or random/ and bts/")
+    campaign, logged = args.campaign or "men", args.log_policy or "random"
+    models = [m.strip() for m in (args.models or ",".join(TS_MODELS)).split(",") if m.strip()]
+    unknown = [m for m in models if m not in TS_MODELS]
+    if unknown or not models:
+        raise _Usage(f"--models takes a comma-separated subset of {','.join(TS_MODELS)}, got {args.models!r}")
+    try:
+        vocab = build_vocab(data_dir, campaign)
+        log = load_obd(data_dir, logged, campaign, vocab=vocab)
+        fixed = {}
+        if logged == "random":
+            fixed["bts"] = behavior_action_dist_from_log(load_obd(data_dir, "bts", campaign, vocab=vocab))
+    except (FileNotFoundError, ValueError) as exc:
+        raise _Usage(str(exc)) from None
+    results = evaluate_ts_on_log(log, [len(c) for c in vocab.user_features], models=models, greedy=args.greedy,
+                                 fixed=fixed, samples=args.samples, n_boot=args.n_boot, seed=args.seed)
+    base = results[0].baseline
+    return {
+        "source": "obd", "campaign": campaign, "log": logged, "n_rounds": log.n_rounds,
+        "n_train": log.n_rounds - base.n_rounds, "n_test": base.n_rounds,
+        "logging_policy": {"name": logged, "value": round(base.value, 6),
+                           "ci": [round(base.ci_low, 6), round(base.ci_high, 6)]},
+        "policies": {r.policy: {k: v for k, v in r.as_dict().items() if k not in ("policy", "baseline", "n_test")}
+                     for r in results},
+        "notes": ["relative = estimated CTR / the logging policy's CTR on the held-out half (paired bootstrap)",
+                  "trained on the first half only: a few dozen clicks, so expect wide intervals"],
+    }
+
+
+def _open_existing(settings, kind: str):
+    from relevo.storage.registry import open_store, sqlite_path
+
+    url = settings.store_url(kind)
+    if url.startswith("memory://"):
+        raise _Usage(f"the {kind} is memory://: it does not outlive the engine process, there is nothing to read")
+    if url.startswith("sqlite:///") and not Path(sqlite_path(url)).exists():
+        raise _Usage(f"no {kind} at {sqlite_path(url)}: has an engine served from this --home / RELEVO_HOME?")
+    return open_store(kind, url, sqlite_synchronous=settings.storage.sqlite_synchronous)
+
+
+def _eval_decisions(args) -> dict:
+    from relevo.bandits.evaluation import decisions_to_log, on_policy_value
+    from relevo.bandits.persisted import MODELS_NS
+    from relevo.errors import RelevoError
+    from relevo.stream.rewards import REWARDS_NS
+
+    try:
+        settings = _settings(args)
+    except ValueError as exc:
+        raise _Usage(f"invalid settings: {exc}") from None
+    b = settings.bandit
+    opened = []
+    try:
+        try:
+            decisions_store = _open_existing(settings, "decision_log")
+            opened.append(decisions_store)
+            features = _open_existing(settings, "feature_store")
+            opened.append(features)
+        except RelevoError as exc:
+            raise _Usage(str(exc)) from None
+        doc = features.get(MODELS_NS, b.policy)
+        closed_through = float(orjson.loads(doc).get("closed_through", 0.0)) if doc is not None else 0.0
+        now = time.time()
+        start = max(closed_through, args.since or 0.0)
+        limit = args.limit or 100_000
+        batch = decisions_store.between(start, now + 1.0, limit)
+        counts = {"read": len(batch), "other_policy": 0, "inactive": 0, "settled": 0, "open": 0}
+        chosen = []
+        for d in batch:
+            if d.policy != b.policy or not d.features:
+                counts["other_policy"] += 1
+            elif not d.activated:
+                counts["inactive"] += 1
+            else:
+                settled = d.created_at < now - b.attribution_window_s
+                counts["settled" if settled else "open"] += 1
+                if settled or not args.settled_only:
+                    chosen.append(d)
+        if not chosen:
+            raise _Usage(f"no {b.policy} decision to evaluate since {start:.3f} "
+                         f"(read {len(batch)}, {counts['other_policy']} by other policies, "
+                         f"{counts['inactive']} never activated, {counts['open']} still open)")
+        keys = [(d.decision_id, item.item_id) for d in chosen for item in d.items]
+        raw = features.get_many(REWARDS_NS, [f"{d}:{i}" for d, i in keys])
+        rewards = {k: float(v.decode()) for k, v in zip(keys, raw) if v is not None}
+        try:
+            log, _ = decisions_to_log(chosen, rewards, default_reward=b.default_reward)
+        except ValueError as exc:
+            raise _Usage(str(exc)) from None
+        estimates = on_policy_value(log, n_boot=args.n_boot, seed=args.seed)
+    finally:
+        for store in opened:
+            store.close()
+    caveats = ["pi_e = pi_b: IPS = SNIPS = mean reward per shown item; the estimate anchors comparisons, "
+               "it does not evaluate another policy (decisions log shown items, not candidate sets)"]
+    if closed_through > 0 and (args.since or 0.0) < closed_through:
+        caveats.append(f"decisions created before {closed_through:.3f} (attribution windows closed) are left out: "
+                       "their reward markers were deleted at close")
+    if counts["open"] and not args.settled_only:
+        caveats.append(f"{counts['open']} decisions are still inside their {b.attribution_window_s:g} s window: "
+                       "their unrewarded items count at the default reward so far, which understates the value "
+                       "if rewards are still to come (--settled-only leaves them out)")
+    if b.default_reward is None:
+        caveats.append("default_reward is None: unrewarded items are left out, as the joiner does")
+    if len(batch) == limit:
+        caveats.append(f"read stopped at --limit {limit} decisions")
+    caveats.append("the bootstrap resamples shown items, not decisions: items of one slate are correlated, "
+                   "so the interval is somewhat narrow")
+    by_position = [round(float(log.reward[log.position == p].mean()), 6) if (log.position == p).any() else None
+                   for p in range(log.n_positions)]
+    return {
+        "source": "decisions", "home": str(settings.home), "policy": b.policy,
+        "window_s": b.attribution_window_s, "default_reward": b.default_reward,
+        "closed_through": closed_through, "now": round(now, 3), "decisions": {**counts, "used": len(chosen)},
+        "records": log.n_rounds, "rewarded": len(rewards),
+        "estimates": {e.estimator: {"value": round(e.value, 6), "ci": [round(e.ci_low, 6), round(e.ci_high, 6)]}
+                      for e in estimates},
+        "value_by_position": by_position, "caveats": caveats,
+    }
+
+
+def _print_report(report: dict) -> None:
+    def interval(d: dict) -> str:
+        return f"{d['value']:.5f}  [{d['ci'][0]:.5f}, {d['ci'][1]:.5f}]"
+
+    if report["source"] == "obd":
+        lp = report["logging_policy"]
+        print(f"OBD {report['campaign']}, {report['log']} log: train on {report['n_train']} rows, "
+              f"evaluate on {report['n_test']}")
+        print(f"  logging policy ({lp['name']}) CTR on the held-out half: {interval(lp)}")
+        for name, r in report["policies"].items():
+            print(f"  {name}:")
+            for est, e in r["estimates"].items():
+                rel = r["relative"][est]
+                print(f"    {est:<6} CTR {interval(e)}   vs {lp['name']}: {rel['value']:.2f} "
+                      f"[{rel['ci'][0]:.2f}, {rel['ci'][1]:.2f}]")
+        notes = report["notes"]
+    else:
+        d = report["decisions"]
+        print(f"{report['policy']} on its own decisions ({report['home']}): {d['used']} decisions "
+              f"({d['settled']} settled, {d['open']} open), {report['records']} shown items, "
+              f"{report['rewarded']} with a reward marker")
+        for est, e in report["estimates"].items():
+            print(f"  {est:<6} {interval(e)}")
+        notes = report["caveats"]
+    for note in notes:
+        print(f"  note: {note}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relevo",
@@ -125,6 +332,33 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)
+
+    ev = sub.add_parser("eval", help="offline evaluation from logged feedback: relevo eval ope ...",
+                        description=EVAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev_sub = ev.add_subparsers(dest="eval_command", required=True)
+    ope = ev_sub.add_parser("ope", help="off-policy estimates (IPS, SNIPS, DR) with bootstrap intervals",
+                            description=EVAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ope.add_argument("--source", choices=("decisions", "obd"), default="decisions",
+                     help="decisions: the engine's own DecisionLog (default); obd: the Open Bandit Dataset")
+    ope.add_argument("--json", action="store_true", help="print one JSON line instead of a report")
+    ope.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    ope.add_argument("--seed", type=int, default=0)
+    ope.add_argument("--samples", type=int, default=1000,
+                     help="obd: posterior draws per round for a TS policy's slate distribution (default 1000)")
+    obd = ope.add_argument_group("--source obd")
+    obd.add_argument("--data-dir", help="folder with obd/ (or random/ and bts/); default RELEVO_DATA_DIR")
+    obd.add_argument("--campaign", choices=("men", "women"), help="default men")
+    obd.add_argument("--policy", dest="log_policy", choices=("random", "bts"),
+                     help="the log to train and evaluate on, i.e. the logging policy (default random)")
+    obd.add_argument("--models", help="comma-separated: linear_ts,logistic_ts (default both)")
+    obd.add_argument("--greedy", action="store_true", help="also evaluate each model's posterior-mean ranking")
+    own = ope.add_argument_group("--source decisions")
+    own.add_argument("--home", help="state folder (default RELEVO_HOME or ./.relevo; store URLs from Settings)")
+    own.add_argument("--since", type=float, help="only decisions created at or after this epoch time")
+    own.add_argument("--limit", type=int, help="most decisions read (default 100000)")
+    own.add_argument("--settled-only", action="store_true",
+                     help="only decisions whose attribution window has ended (rewards final)")
+    ope.set_defaults(func=cmd_eval_ope)
     return parser
 
 
