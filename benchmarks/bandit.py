@@ -197,9 +197,7 @@ def breakdown(d: int, k: int, reps: int, seed: int) -> dict:
     cands = candidate_sets(rng, k, d, count=1)[0]
     x = cands.features
     draws = 1 + policy.propensity_samples
-    thetas = policy.sample_thetas(rng, draws)
-    scores = x @ thetas.T
-    mean = x @ policy.mean
+    scores, mean = policy._scores(x, cands, draws, rng, 1.0)  # the select path: float32, draw-major
     ids = list(cands.ids)
 
     def med(fn) -> float:
@@ -207,8 +205,7 @@ def breakdown(d: int, k: int, reps: int, seed: int) -> dict:
 
     stages = {
         "select_total": med(lambda: policy.select(None, cands, SLATE, seed=1)),
-        "sample_thetas": med(lambda: policy.sample_thetas(rng, draws)),
-        "score_matmul": med(lambda: x @ thetas.T),
+        "draw_and_score": med(lambda: policy._scores(x, cands, draws, rng, 1.0)),
         "slate_and_propensities": med(lambda: slate_from_scores(scores, mean, SLATE, ids, x, 1, "p")),
         "slate_only_no_propensities": med(lambda: slate_from_scores(scores[:, :1], mean, SLATE, ids, x, 1, "p")),
     }

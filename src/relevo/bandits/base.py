@@ -110,7 +110,11 @@ def slate_from_scores(
 ) -> Slate:
     """Turn sampled scores (K, 1 + S) (column 0 = the served draw) into a Slate with
     Monte-Carlo propensities (estimator in the module docstring). ``rows``: the features
-    the model scored, shape (K, d)."""
+    the model scored, shape (K, d).
+
+    Only the shown items' positions are counted: per extra draw, the n largest scores are
+    found by one partition and sorted (S x n), and a shown item's position is the number
+    of those above its own score (it is in the slate when its score reaches the n-th)."""
     k, draws = scores.shape
     n = min(n, k)
     s = draws - 1
@@ -121,18 +125,22 @@ def slate_from_scores(
     first = np.zeros(k)
     first[chosen[0]] = 1.0
     if s:
-        tops = top_n(scores[:, 1:].T, n)  # (S, n)
-        flat = np.bincount((tops * n + positions).ravel(), minlength=k * n).reshape(k, n)
-        at = flat[chosen, positions].astype(np.float64)
-        anywhere = flat.sum(axis=1)[chosen].astype(np.float64)
-        first += flat[:, 0]
+        others = np.ascontiguousarray(scores[:, 1:].T)  # (S, K); a view when the policy scored draw-major
+        first += np.bincount(others.argmax(axis=1), minlength=k)
+        top = np.partition(others, k - n, axis=1)[:, k - n:] if n < k else others.copy()
+        top.sort(axis=1)  # (S, n) ascending: top[:, 0] is the n-th largest
+        mine = others[:, chosen]  # (S, n): each shown item's score under each draw
+        inside = mine >= top[:, :1]
+        rank = (top[:, None, :] > mine[:, :, None]).sum(axis=2)  # items above it in that draw's slate
+        at = (inside & (rank == positions)).sum(axis=0).astype(np.float64)
+        anywhere = inside.sum(axis=0).astype(np.float64)
     greedy = np.zeros(k, dtype=bool)
     greedy[top_n(mean_scores, n)] = True
     return Slate(
         order=chosen.astype(np.int64),
         arms=[arms[i] for i in chosen.tolist()],
         features=rows[chosen],
-        scores=scores[chosen, 0],
+        scores=scores[chosen, 0].astype(np.float64),
         propensity=(1.0 + at) / (s + 1.0),
         inclusion=(1.0 + anywhere) / (s + 1.0),
         explored=~greedy[chosen],

@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg.blas import dger
 
 from relevo.bandits.base import Candidates, PositionModel, SamplingPolicy, require_state
 
@@ -97,6 +98,7 @@ class LinearTS(SamplingPolicy):
         mu = self.A_inv @ self.b
         chol = np.linalg.cholesky((self.A_inv + self.A_inv.T) / 2 + 1e-12 * np.eye(d))
         self._since_refresh = 0
+        self._chol32 = np.ascontiguousarray(chol.T, dtype=np.float32)  # draws are float32 (speed)
         self._posterior = (mu, chol)
 
     @property
@@ -119,8 +121,13 @@ class LinearTS(SamplingPolicy):
         return joint_rows(context, candidates.features, self.config.context_dim)
 
     def _scores(self, rows, candidates, draws, rng, exploration_scale):
-        mu = self._posterior[0]
-        return rows @ self.sample_thetas(rng, draws, exploration_scale).T, rows @ mu
+        """Sampled scores (K, draws), computed draw-major in float32 (the matrix product
+        and the per-draw ranking dominate a decision), and posterior-mean scores (K,)."""
+        mu, _ = self._posterior
+        chol_t = self._chol32
+        z = rng.standard_normal((draws, self.config.joint_dim), dtype=np.float32)
+        thetas = mu.astype(np.float32) + np.float32(exploration_scale * self.config.exploration) * (z @ chol_t)
+        return (thetas @ rows.astype(np.float32).T).T, rows @ mu
 
     def _learn(self, arms, x, r, w) -> None:
         d = self.config.joint_dim
@@ -128,16 +135,19 @@ class LinearTS(SamplingPolicy):
             raise ValueError(f"linear_ts learns from rows of dimension {d}; got {None if x is None else x.shape}")
         x = x * w[:, None]  # position-based model: E[r] = e_k x.theta
         with self._lock:
-            self.A += x.T @ x
-            self.b += x.T @ r
             self.n_updates += len(r)
             if len(r) == 1 and self._since_refresh + 1 < self.config.refresh_every:
+                # rank-1 updates in place (BLAS ger on the Fortran view of each symmetric matrix)
                 row = x[0]
+                self.A = dger(1.0, row, row, a=self.A.T, overwrite_a=True).T  # same array when contiguous
+                self.b += r[0] * row
                 ax = self.A_inv @ row
-                self.A_inv -= np.outer(ax, ax) / (1.0 + row @ ax)
+                self.A_inv = dger(-1.0 / (1.0 + row @ ax), ax, ax, a=self.A_inv.T, overwrite_a=True).T
                 self._since_refresh += 1
                 self._posterior = (self.A_inv @ self.b, self._posterior[1])
             else:
+                self.A += x.T @ x
+                self.b += x.T @ r
                 self._refresh()
 
     # -- state -------------------------------------------------------------------------------
