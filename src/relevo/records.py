@@ -188,6 +188,9 @@ class Decision:
     activated: bool = True
     experiment: str | None = None
     variant: str | None = None
+    # the final reward of each shown item, written when the attribution window closes
+    # (None before; an entry is None where nothing was learned, e.g. not activated)
+    rewards: list[float | None] | None = None
 
 
 @dataclass(slots=True)

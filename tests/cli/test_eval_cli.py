@@ -105,8 +105,8 @@ def _decision(did: str, at: float, items: list[tuple[str, float]], **kw) -> Deci
 
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
-    """Stores as an engine leaves them: one window closed (its markers gone), settled and
-    open decisions with markers, a fallback and an unactivated decision."""
+    """Stores as an engine leaves them: settled decisions carrying their final rewards (their
+    markers gone), an open decision with a marker, a fallback and an unactivated decision."""
     monkeypatch.delenv("RELEVO_HOME", raising=False)
     home = tmp_path / "home"
     settings = Settings(home=home)
@@ -115,16 +115,16 @@ def home(tmp_path, monkeypatch) -> Path:
     now = time.time()
     closed = now - 3 * 3600
     rows = [
-        _decision("old", closed - 60, [("a", 0.5), ("b", 0.5)]),  # before closed_through: markers deleted
-        _decision("s1", now - 2 * 3600, [("a", 0.8), ("b", 0.4)]),  # settled
-        _decision("s2", now - 1.5 * 3600, [("c", 0.5), ("a", 0.25)]),  # settled
+        _decision("old", closed - 60, [("a", 0.5), ("b", 0.5)], rewards=[1.0, 0.0]),  # settled long ago
+        _decision("s1", now - 2 * 3600, [("a", 0.8), ("b", 0.4)], rewards=[1.0, 0.0]),  # settled
+        _decision("s2", now - 1.5 * 3600, [("c", 0.5), ("a", 0.25)], rewards=[0.0, 1.0]),  # settled
         _decision("o1", now - 60, [("b", 0.5), ("c", 0.5)]),  # still inside the 3600 s window
         _decision("pop", now - 2 * 3600, [("a", 1.0)], policy="popularity"),
         _decision("idle", now - 2 * 3600, [("b", 0.5)], activated=False),
     ]
     for d in rows:
         decisions.append(d)
-    features.put_many([("rewards", "s1:a", b"1.0"), ("rewards", "s2:a", b"1.0"), ("rewards", "o1:c", b"1.0"),
+    features.put_many([("rewards", "o1:c", b"1.0"),
                        ("models", "linear_ts", orjson.dumps({"state": {}, "closed_through": closed, "version": 3}))])
     decisions.close()
     features.close()
@@ -135,20 +135,19 @@ def test_eval_ope_on_own_decisions(home, capsys):
     assert main(["eval", "ope", "--home", str(home), "--n-boot", "200", "--json"]) == 0
     report = last_json(capsys)
     assert report["source"] == "decisions" and report["policy"] == "linear_ts"
-    assert report["decisions"] == {"read": 5, "other_policy": 1, "inactive": 1, "settled": 2, "open": 1, "used": 3}
-    assert report["records"] == 6 and report["rewarded"] == 3
+    assert report["decisions"] == {"read": 6, "other_policy": 1, "inactive": 1, "settled": 3, "open": 1, "used": 4}
+    assert report["records"] == 8 and report["rewarded"] == 7
     for name in ("ips", "snips"):
-        assert report["estimates"][name]["value"] == pytest.approx(3 / 6)
-    assert report["value_by_position"] == [pytest.approx(1 / 3), pytest.approx(2 / 3)]
-    caveats = " ".join(report["caveats"])
-    assert "left out" in caveats and "still inside" in caveats
+        assert report["estimates"][name]["value"] == pytest.approx(4 / 8)
+    assert report["value_by_position"] == [pytest.approx(2 / 4), pytest.approx(2 / 4)]
+    assert "still inside" in " ".join(report["caveats"])
 
 
 def test_eval_ope_settled_only(home, capsys):
     assert main(["eval", "ope", "--home", str(home), "--settled-only", "--n-boot", "200", "--json"]) == 0
     report = last_json(capsys)
-    assert report["decisions"]["used"] == 2 and report["records"] == 4
-    assert report["estimates"]["ips"]["value"] == pytest.approx(2 / 4)
+    assert report["decisions"]["used"] == 3 and report["records"] == 6
+    assert report["estimates"]["ips"]["value"] == pytest.approx(3 / 6)
     assert "still inside" not in " ".join(report["caveats"])
 
 

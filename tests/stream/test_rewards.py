@@ -73,17 +73,18 @@ def test_close_gives_default_rewards_once_and_drops_markers(joiner):
     joiner.decisions.append(decision("fresh", T0 + 500))
     run(joiner, [Outcome("d1", "b", 1.0, T0 + 5)])
     with joiner.policy.lock:
-        closed, stale = joiner.close_due(T0 + 650)  # closes d1 and deferred, not fresh
+        closed, stale, settled = joiner.close_due(T0 + 650)  # closes d1 and deferred, not fresh
         joiner.features.put_many(joiner.learn(closed))
     joiner.features.erase(stale)
     assert closed.status == ["defaulted", "defaulted"]
+    assert {d.decision_id: d.rewards for d in settled} == {"d1": [0.0, 1.0, 0.0], "deferred": [None, None, None]}
     assert [(d.decision_id, p) for d, p, _ in closed.rewarded] == [("d1", 0), ("d1", 2)]
     assert joiner.policy.closed_through == T0 + 50
     assert joiner.features.get(REWARDS_NS, "d1:b") is None  # markers of closed decisions are gone
     # a reward for a closed decision is late even though its marker was dropped
     assert run(joiner, [Outcome("d1", "b", 1.0, T0 + 10)]).status == ["late"]
     with joiner.policy.lock:
-        again, _ = joiner.close_due(T0 + 650)
+        again, _, _ = joiner.close_due(T0 + 650)
     assert again.status == []
     # the close time is durable with the posterior
     reloaded = PersistedPolicy(LinearTS(LinTSConfig(dim=2)), joiner.features, MemoryModelStore())
@@ -95,8 +96,8 @@ def test_no_default_reward_when_configured_off(joiner):
     joiner.config = JoinConfig(window_s=600.0, default_reward=None)
     joiner.decisions.append(decision("d1", T0))
     with joiner.policy.lock:
-        closed, stale = joiner.close_due(T0 + 700)
-    assert closed.status == [] and len(stale) == 3
+        closed, stale, settled = joiner.close_due(T0 + 700)
+    assert closed.status == [] and len(stale) == 3 and settled[0].rewards == [None, None, None]
 
 
 def test_bad_config():
@@ -128,6 +129,8 @@ def test_engine_joins_events_and_feedback_and_closes_windows(make_engine, tmp_pa
     assert engine.close_windows(rec.items and engine.decisions.get(rec.decision_id).created_at + 3601) == 3
     assert engine.policy.policy.n_updates == before + 3
     assert engine.feedback(rec.decision_id, shown[3], 1.0) == "late"
+    # the decision log now holds each shown item's final reward
+    assert engine.decisions.get(rec.decision_id).rewards == [1.0, 0.0, 0.5, 0.0, 0.0]
     with pytest.raises(Exception, match="finite"):
         engine.feedback(rec.decision_id, shown[3], float("nan"))
     np.testing.assert_array_equal(engine.policy.policy.state_dict()["b"], engine.policy.policy.b)

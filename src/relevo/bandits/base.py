@@ -64,7 +64,7 @@ class Slate:
     explored: np.ndarray
     seed: int
     policy: str = ""
-    first: np.ndarray | None = None  # (K,): P(candidate row is shown first), same estimator
+    first: np.ndarray | None = None  # (K,): P(candidate row is shown first), if asked for
 
     @property
     def exploration_share(self) -> float:
@@ -106,7 +106,8 @@ def top_n(scores: np.ndarray, n: int) -> np.ndarray:
 
 
 def slate_from_scores(
-    scores: np.ndarray, mean_scores: np.ndarray, n: int, arms: Sequence[str], rows: np.ndarray, seed: int, policy: str
+    scores: np.ndarray, mean_scores: np.ndarray, n: int, arms: Sequence[str], rows: np.ndarray, seed: int, policy: str,
+    all_first: bool = False,
 ) -> Slate:
     """Turn sampled scores (K, 1 + S) (column 0 = the served draw) into a Slate with
     Monte-Carlo propensities (estimator in the module docstring). ``rows``: the features
@@ -114,7 +115,9 @@ def slate_from_scores(
 
     Only the shown items' positions are counted: per extra draw, the n largest scores are
     found by one partition and sorted (S x n), and a shown item's position is the number
-    of those above its own score (it is in the slate when its score reaches the n-th)."""
+    of those above its own score (it is in the slate when its score reaches the n-th).
+    With ``all_first`` the Slate also carries every candidate's probability of being shown
+    first (one argmax per draw)."""
     k, draws = scores.shape
     n = min(n, k)
     s = draws - 1
@@ -126,7 +129,8 @@ def slate_from_scores(
     first[chosen[0]] = 1.0
     if s:
         others = np.ascontiguousarray(scores[:, 1:].T)  # (S, K); a view when the policy scored draw-major
-        first += np.bincount(others.argmax(axis=1), minlength=k)
+        if all_first:
+            first += np.bincount(others.argmax(axis=1), minlength=k)
         top = np.partition(others, k - n, axis=1)[:, k - n:] if n < k else others.copy()
         top.sort(axis=1)  # (S, n) ascending: top[:, 0] is the n-th largest
         mine = others[:, chosen]  # (S, n): each shown item's score under each draw
@@ -146,7 +150,7 @@ def slate_from_scores(
         explored=~greedy[chosen],
         seed=seed,
         policy=policy,
-        first=first / (s + 1.0),
+        first=first / (s + 1.0) if all_first else None,
     )
 
 
@@ -186,6 +190,7 @@ class Policy(Protocol):
         *,
         exploration_scale: float = 1.0,
         bonus: np.ndarray | None = None,
+        all_first: bool = False,
     ) -> Slate: ...
 
     def update(self, slate: Slate, rewards) -> None: ...
@@ -208,7 +213,7 @@ class SamplingPolicy:
     positions = PositionModel()
     n_updates = 0
 
-    def select(self, context, candidates, n, seed, *, exploration_scale=1.0, bonus=None) -> Slate:
+    def select(self, context, candidates, n, seed, *, exploration_scale=1.0, bonus=None, all_first=False) -> Slate:
         if n < 0:
             raise ValueError("n must be >= 0")
         if exploration_scale < 0 or not math.isfinite(exploration_scale):
@@ -226,7 +231,7 @@ class SamplingPolicy:
                 raise ValueError(f"bonus has shape {bonus.shape}; expected ({k},)")
             scores = scores + bonus[:, None]
             mean = mean + bonus
-        return slate_from_scores(scores, mean, n, list(candidates.ids), rows, seed, self.name)
+        return slate_from_scores(scores, mean, n, list(candidates.ids), rows, seed, self.name, all_first)
 
     def update(self, slate: Slate, rewards) -> None:
         r = check_rewards(rewards, len(slate.order))

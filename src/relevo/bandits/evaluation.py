@@ -155,9 +155,9 @@ def decisions_to_log(decisions: Sequence[Decision], rewards: Mapping[tuple[str, 
     caller can compute for each decision's context over the logged action space. A
     re-ranking of each logged slate is not a policy over the candidates (its "slate"
     depends on the logging policy's draw), so IPS on it is biased. The propensities are
-    the engine's Monte-Carlo estimates, (1 + c) / (S + 1) (bias <= 1 / (S + 1)). Rewards of
-    old decisions come from the caller: the feature store's reward markers are deleted
-    when a decision's attribution window closes.
+    the engine's Monte-Carlo estimates, (1 + c) / (S + 1) (bias <= 1 / (S + 1)). A settled
+    decision (window closed) carries its items' final rewards in ``Decision.rewards``; for
+    open ones the caller reads the feature store's reward markers.
     """
     action_ids: dict[str, int] = {}
     action, position, reward, pscore, rows = [], [], [], [], []

@@ -104,10 +104,10 @@ relevo eval ope --source obd --data-dir DIR [--campaign men|women] [--policy ran
 relevo eval ope [--home PATH]
     The engine's own DecisionLog (the stores Settings names, opened without starting the
     Engine): the logging policy's value (IPS, SNIPS: with pi_e = pi_b both equal the mean
-    reward per shown item) with its interval, over the decisions whose reward markers are
-    still kept (created since the last attribution-window close). Older decisions are left
-    out: their markers were deleted at close, so their rewards are not in the stores'
-    reward markers (pass them to relevo.bandits.evaluation.decisions_to_log yourself).
+    reward per shown item) with its interval. Settled decisions (attribution window
+    closed) carry each shown item's final reward in the log; open ones are read from the
+    reward markers, their unrewarded items at the default reward (--settled-only skips
+    them).
 
 Exit codes: 0 done, 2 bad arguments or missing data."""
 
@@ -206,7 +206,7 @@ def _eval_decisions(args) -> dict:
         doc = features.get(MODELS_NS, b.policy)
         closed_through = float(orjson.loads(doc).get("closed_through", 0.0)) if doc is not None else 0.0
         now = time.time()
-        start = max(closed_through, args.since or 0.0)
+        start = args.since or 0.0
         limit = args.limit or 100_000
         batch = decisions_store.between(start, now + 1.0, limit)
         counts = {"read": len(batch), "other_policy": 0, "inactive": 0, "settled": 0, "open": 0}
@@ -217,7 +217,7 @@ def _eval_decisions(args) -> dict:
             elif not d.activated:
                 counts["inactive"] += 1
             else:
-                settled = d.created_at < now - b.attribution_window_s
+                settled = d.rewards is not None
                 counts["settled" if settled else "open"] += 1
                 if settled or not args.settled_only:
                     chosen.append(d)
@@ -225,9 +225,12 @@ def _eval_decisions(args) -> dict:
             raise _Usage(f"no {b.policy} decision to evaluate since {start:.3f} "
                          f"(read {len(batch)}, {counts['other_policy']} by other policies, "
                          f"{counts['inactive']} never activated, {counts['open']} still open)")
-        keys = [(d.decision_id, item.item_id) for d in chosen for item in d.items]
-        raw = features.get_many(REWARDS_NS, [f"{d}:{i}" for d, i in keys])
-        rewards = {k: float(v.decode()) for k, v in zip(keys, raw) if v is not None}
+        # settled decisions carry their final rewards; open ones still have reward markers
+        rewards = {(d.decision_id, item.item_id): r for d in chosen if d.rewards is not None
+                   for item, r in zip(d.items, d.rewards) if r is not None}
+        keys = [(d.decision_id, item.item_id) for d in chosen if d.rewards is None for item in d.items]
+        raw = features.get_many(REWARDS_NS, [f"{d}:{i}" for d, i in keys]) if keys else []
+        rewards.update({k: float(v.decode()) for k, v in zip(keys, raw) if v is not None})
         try:
             log, _ = decisions_to_log(chosen, rewards, default_reward=b.default_reward)
         except ValueError as exc:
@@ -238,9 +241,6 @@ def _eval_decisions(args) -> dict:
             store.close()
     caveats = ["pi_e = pi_b: IPS = SNIPS = mean reward per shown item; the estimate anchors comparisons, "
                "it does not evaluate another policy (decisions log shown items, not candidate sets)"]
-    if closed_through > 0 and (args.since or 0.0) < closed_through:
-        caveats.append(f"decisions created before {closed_through:.3f} (attribution windows closed) are left out: "
-                       "their reward markers were deleted at close")
     if counts["open"] and not args.settled_only:
         caveats.append(f"{counts['open']} decisions are still inside their {b.attribution_window_s:g} s window: "
                        "their unrewarded items count at the default reward so far, which understates the value "

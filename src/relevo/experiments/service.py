@@ -41,6 +41,7 @@ class ExperimentService:
         for key, raw in features.scan(EXPERIMENTS_NS):
             self._docs[key] = orjson.loads(raw)
         self._probs: dict[str, tuple[float, np.ndarray]] = {}
+        self._running = self._find_running()
 
     # -- definitions -----------------------------------------------------------------------
 
@@ -58,17 +59,20 @@ class ExperimentService:
                 raise Conflict(f"experiment {self.running().id!r} is running; stop it first", field="id")
             doc = {"experiment": exp.to_dict(), "stats": [s.to_dict() for s in analysis.empty_stats(exp)],
                    "expected": [0.0] * len(exp.variants)}
-            self._save(exp.id, doc)
+            self._save(exp.id, doc, definition=True)
         return self.describe(exp.id)
 
     def stop(self, experiment_id: str) -> dict[str, Any]:
         with self._lock:
             doc = self._doc(experiment_id)
             doc["experiment"] = Experiment.from_dict(doc["experiment"]).stopped().to_dict()
-            self._save(experiment_id, doc)
+            self._save(experiment_id, doc, definition=True)
         return self.describe(experiment_id)
 
     def running(self) -> Experiment | None:
+        return self._running
+
+    def _find_running(self) -> Experiment | None:
         for doc in self._docs.values():
             if doc["experiment"].get("status") == "running":
                 return Experiment.from_dict(doc["experiment"])
@@ -146,10 +150,13 @@ class ExperimentService:
             raise NotFound(f"no experiment {experiment_id!r}", field="experiment_id")
         return doc
 
-    def _save(self, experiment_id: str, doc: dict[str, Any]) -> None:
+    def _save(self, experiment_id: str, doc: dict[str, Any], *, definition: bool = False) -> None:
+        """Persist ``doc``; ``definition``: the experiment itself changed (created, stopped)."""
         self._docs[experiment_id] = doc
-        self._probs.pop(experiment_id, None) if doc["experiment"].get("status") != "running" else None
         self.features.put(EXPERIMENTS_NS, experiment_id, orjson.dumps(doc))
+        if definition:
+            self._probs.pop(experiment_id, None)
+            self._running = self._find_running()
 
 
 def _check_config(config: dict[str, Any], i: int) -> None:

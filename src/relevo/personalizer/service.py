@@ -73,7 +73,7 @@ class PersonalizerConfig:
     min_events: int = 200
     check_every: int = 50
     max_actions: int = 500
-    ledger_size: int = 20_000
+    ledger_size: int = 5_000
     seed: int = 0
 
 
@@ -207,7 +207,7 @@ class PersonalizerService:
         rows = np.vstack([hash_features([{"_id": i}, *by_id[i].get("features", [])], c.action_dim)
                           for i in eligible])
         seed = _seed(c.seed, event_id, position)
-        slate = self.policy.policy.select(ctx, Candidates(eligible, rows), len(eligible), seed)
+        slate = self.policy.policy.select(ctx, Candidates(eligible, rows), len(eligible), seed, all_first=True)
         learned_pmf = dict(zip(eligible, slate.first.tolist()))
         learned = slate.arms[0]
         mode = self.state.learning_mode
@@ -347,7 +347,7 @@ class PersonalizerService:
             by_id = {a["id"]: a for a in actions}
             rows = np.vstack([hash_features([{"_id": i}, *by_id[i].get("features", [])], c.action_dim)
                               for i in eligible])
-            slate = policy.select(ctx, Candidates(eligible, rows), 1, _seed(c.seed, d.decision_id, 99))
+            slate = policy.select(ctx, Candidates(eligible, rows), 1, _seed(c.seed, d.decision_id, 99), all_first=True)
             logged = d.items[0].item_id
             out[k] = slate.first[eligible.index(logged)] if logged in eligible else 0.0
             policy.learn([logged], np.asarray(d.features[:1]), [reward])
@@ -369,9 +369,10 @@ class PersonalizerService:
             del s.ledger[: -self.config.ledger_size]
             s.rewards_since_check += 1
             if s.rewards_since_check >= self.config.check_every:
+                # persisted at each check (not each reward): a crash loses < check_every rows
                 s.rewards_since_check = 0
                 self._check_switch()
-            self._save_state()
+                self._save_state()
 
     def _check_switch(self) -> None:
         s = self.state

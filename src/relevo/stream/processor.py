@@ -76,6 +76,7 @@ class StreamProcessor:
         self.index = index
         self.catalog = catalog
         self.joiner = joiner
+        self.decisions = joiner.decisions
         self.policy: PersistedPolicy = joiner.policy
         self.joiners = [joiner]  # every joiner whose windows the loop closes (engine + Personalizer)
         self.close_every_s = 1.0
@@ -226,13 +227,17 @@ class StreamProcessor:
         return sum(self._close(joiner, now) for joiner in self.joiners)
 
     def _close(self, joiner: RewardJoiner, now: float) -> int:
-        with joiner.policy.lock:
-            joined, stale = joiner.close_due(now)
-            if not joined.rewards and not stale:
+        # under the write lock: an erasure cannot interleave and have a settled decision
+        # of the erased user appended back
+        with self.write_lock, joiner.policy.lock:
+            joined, stale, settled = joiner.close_due(now)
+            if not joined.rewards and not stale and not settled:
                 return 0
             self.features.put_many(joiner.learn(joined))
             if joined.rewards:
                 joiner.policy.maybe_snapshot()
+            for decision in settled:  # the log keeps each shown item's final reward
+                self.decisions.append(decision)
         if stale:
             self.features.erase(stale)
         joiner.notify(joined)

@@ -144,15 +144,17 @@ class RewardJoiner:
                 out.status.append("joined")
         return out
 
-    def close_due(self, now: float) -> tuple[Joined, list[tuple[str, str]]]:
+    def close_due(self, now: float) -> tuple[Joined, list[tuple[str, str]], list[Decision]]:
         """Default rewards for the decisions whose window ended before ``now`` (caller
-        holds ``policy.lock``). Returns them and the marker keys to delete after commit;
-        advances ``policy.closed_through`` (persisted with the posterior by ``commit``)."""
+        holds ``policy.lock``). Returns them, the marker keys to delete after commit and
+        the closed decisions with their final ``rewards`` filled in (to re-append to the
+        DecisionLog, which then holds everything off-policy evaluation needs); advances
+        ``policy.closed_through`` (persisted with the posterior by ``learn``)."""
         out = Joined()
         cutoff = now - self.config.window_s
         start = self.policy.closed_through
         if cutoff <= start:
-            return out, []
+            return out, [], []
         batch = self.decisions.between(start, cutoff, self.config.close_page)
         if len(batch) == self.config.close_page:  # a full page: stop before its last instant
             cutoff = batch[-1].created_at
@@ -162,17 +164,23 @@ class RewardJoiner:
         have = dict(zip(keys, self.features.get_many(REWARDS_NS, keys))) if keys else {}
         default = self.config.default_reward
         for d in mine:
-            if default is None or not d.activated:
-                continue
-            for position, item in enumerate(d.items[: len(d.features)]):
+            final: list[float | None] = []
+            for position, item in enumerate(d.items):
                 marker = f"{d.decision_id}:{item.item_id}"
-                if have.get(marker) is None:
+                prior = have.get(marker)
+                if prior is not None:
+                    final.append(float(prior))
+                elif default is not None and d.activated and position < len(d.features):
                     weight = float(self.policy.policy.positions.weights(np.array([position]))[0])
                     out.add(d, position, default, weight, marker)
                     out.status.append("defaulted")
+                    final.append(default)
+                else:
+                    final.append(None)
+            d.rewards = final
         self.policy.closed_through = cutoff
         self.forget(d.decision_id for d in batch)
-        return out, [(REWARDS_NS, k) for k in keys]
+        return out, [(REWARDS_NS, k) for k in keys], mine
 
     def learn(self, joined: Joined) -> list[tuple[str, str, bytes]]:
         """Apply ``joined`` to the in-memory posterior (caller holds ``policy.lock``);
