@@ -94,6 +94,19 @@ class EmotionSettings(_Config):
     max_shift: float = Field(0.3, ge=0, le=1)
 
 
+class PrivacySettings(_Config):
+    """What users are assumed to have agreed to when they have said nothing (the deployer's
+    legal basis decides), and how personal data is kept."""
+
+    # consent defaults per purpose for users with no recorded choice
+    default_personalization: bool = True  # use the user's events to rank for them at all
+    default_profiling: bool = True  # keep a cross-session profile (long-term vector, counters)
+    default_emotion: bool = False  # always opt-in (EU AI Act)
+    default_llm: bool = False  # send the user's context to an LLM
+    redact_text: bool = True  # scan free text (reviews) for PII and redact it before storage
+    decision_retention_days: float = Field(90.0, gt=0)
+
+
 class ApiSettings(_Config):
     max_batch: int = Field(1000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
@@ -112,6 +125,7 @@ class Settings(BaseSettings):
     recommend: RecommendSettings = RecommendSettings()
     bandit: BanditSettings = BanditSettings()
     personalizer: PersonalizerSettings = PersonalizerSettings()
+    privacy: PrivacySettings = PrivacySettings()
     api: ApiSettings = ApiSettings()
     emotion: EmotionSettings = EmotionSettings()
 
