@@ -33,6 +33,7 @@ from relevo.errors import NotFound, ValidationError
 from relevo.experiments.service import ExperimentService
 from relevo.observability.metrics import Metrics
 from relevo.personalizer.service import PersonalizerConfig, PersonalizerService
+from relevo.privacy import access
 from relevo.records import ErasureReceipt, Event, Item, Recommendation
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.exact import ExactIndex
@@ -40,7 +41,7 @@ from relevo.retrieval.hnsw import HnswIndex
 from relevo.settings import Settings
 from relevo.storage.protocols import AppendResult
 from relevo.storage.registry import open_store
-from relevo.stream.processor import GROUP, StreamProcessor
+from relevo.stream.processor import GROUP, StreamProcessor, strip_profile
 from relevo.stream.rewards import REWARDS_NS, JoinConfig, Outcome, RewardJoiner
 from relevo.tiers.features import FEATURES, PRIOR_MEAN
 from relevo.tiers.streaming import RecommendRequest, StreamingTier
@@ -96,6 +97,9 @@ class Engine:
         self.index = self._new_index(dim)
         self._load_items(dim)
         self.affect = self._affect_analyzer()
+        pv = s.privacy
+        self.consent_defaults = consent_registry.ConsentDefaults(
+            pv.default_personalization, pv.default_profiling, pv.default_emotion, pv.default_llm)
         self.policy = PersistedPolicy(self._new_policy(), self.features, self.models)
         self.policy.load()
         self.experiments = ExperimentService(self.features, seed=s.recommend.seed)
@@ -111,6 +115,7 @@ class Engine:
             StreamingConfig(st.long_decay, st.session_decay, st.session_gap_s),
             batch_size=st.batch_size, poll_ms=st.poll_ms,
             affect_analyzer=self.affect, behaviour_config=behaviour.BehaviourConfig(s.emotion.half_life_s),
+            consent_defaults=self.consent_defaults,
         )
         ps = s.personalizer
         self.personalizer = PersonalizerService(self.decisions, self.features, self.models, PersonalizerConfig(
@@ -120,11 +125,12 @@ class Engine:
             min_events=ps.min_events, max_actions=ps.max_actions, seed=s.recommend.seed,
         ))
         self.processor.joiners.append(self.personalizer.joiner)
+        self.processor.retention_s = s.privacy.decision_retention_days * 86400.0
         self.processor.load()
         self.streaming = StreamingTier(
             self.features, self.index, self.catalog, self.decisions, self.policy,
             candidates=s.recommend.candidates, session_gap_s=st.session_gap_s, seed=s.recommend.seed,
-            emotion=self._rerank_config(),
+            emotion=self._rerank_config(), consent_defaults=self.consent_defaults,
         )
         self.processor.start()
         self._opened = True
@@ -375,6 +381,30 @@ class Engine:
         raw = self.features.get(PREFERENCES_NS, user_id)
         return orjson.loads(raw) if raw is not None else {}
 
+    # -- access and audit ------------------------------------------------------------------
+
+    def export_user(self, user_id: str) -> dict[str, Any]:
+        """Everything stored about ``user_id`` as one JSON-able document (GDPR Art. 15/20)."""
+        return access.export_user(
+            user_id, self.events, self.features, self.decisions, self.consent_defaults,
+            model=self._model_name(), retention_days=self.settings.privacy.decision_retention_days,
+        )
+
+    def audit(self, decision_id: str) -> dict[str, Any]:
+        decision = self.decisions.get(decision_id)
+        if decision is None:
+            raise NotFound(f"no decision {decision_id!r}", field="decision_id")
+        return access.audit_record(decision, model=self._model_name(),
+                                   retention_days=self.settings.privacy.decision_retention_days)
+
+    def audits_for_user(self, user_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        return [access.audit_record(d, model=self._model_name(),
+                                    retention_days=self.settings.privacy.decision_retention_days)
+                for d in self.decisions.for_user(user_id, limit)]
+
+    def _model_name(self) -> str:
+        return f"encoder={getattr(self.encoder, 'name', type(self.encoder).__name__)}"
+
     # -- erasure -------------------------------------------------------------------------
 
     def erase_user(self, user_id: str) -> ErasureReceipt:
@@ -406,8 +436,10 @@ class Engine:
     # -- consent -------------------------------------------------------------------------
 
     def put_consent(self, user_id: str, grants: dict[str, Any]) -> consent_registry.Consent:
-        """Grant or withdraw consent per purpose (read-your-writes). Withdrawing ``emotion``
-        deletes the affect stored for the user in the same write."""
+        """Grant or withdraw consent per purpose (read-your-writes). What a withdrawal no
+        longer allows is deleted in the same write: ``personalization`` -> the user's whole
+        derived state; ``profiling`` -> the cross-session profile (long-term vector,
+        counters, tag affinities, history beyond the session); ``emotion`` -> stored affect."""
         unknown = set(grants) - set(consent_registry.PURPOSES)
         if unknown:
             raise ValidationError(f"unknown consent purposes {sorted(unknown)}; known: {list(consent_registry.PURPOSES)}",
@@ -420,18 +452,23 @@ class Engine:
             for key, value in grants.items():
                 setattr(current, key, value)
             rows = [consent_registry.row(user_id, current)]
-            if not current.emotion:
-                raw = self.features.get(USERS_NS, user_id)
-                if raw is not None:
-                    state = UserState.decode(raw)
-                    if state.affect is not None or state.abandoned_sessions:
-                        state.affect, state.abandoned_sessions = None, 0
-                        rows.append((USERS_NS, user_id, state.encode()))
+            allowed = current.resolved(self.consent_defaults)
+            raw = self.features.get(USERS_NS, user_id)
+            if raw is not None and allowed["personalization"]:
+                state = UserState.decode(raw)
+                if not allowed["profiling"]:
+                    strip_profile(state)
+                if not allowed["emotion"]:
+                    state.affect, state.abandoned_sessions = None, 0
+                rows.append((USERS_NS, user_id, state.encode()))
             self.features.put_many(rows)
-        return current
+            if raw is not None and not allowed["personalization"]:
+                self.features.erase([(USERS_NS, user_id)])
+        return current.filled(self.consent_defaults)
 
     def get_consent(self, user_id: str) -> consent_registry.Consent:
-        return consent_registry.read(self.features, user_id)
+        """The consent in force for ``user_id`` (recorded choices, else the defaults)."""
+        return consent_registry.read(self.features, user_id).filled(self.consent_defaults)
 
     # -- introspection -------------------------------------------------------------------
 

@@ -191,6 +191,11 @@ class Decision:
     # the final reward of each shown item, written when the attribution window closes
     # (None before; an entry is None where nothing was learned, e.g. not activated)
     rewards: list[float | None] | None = None
+    # audit: the consent in force (purpose -> allowed), why a fallback answered, and the
+    # names of the feature columns in ``features`` (names only: never raw user data)
+    consent: dict[str, bool] | None = None
+    fallback: str | None = None
+    feature_names: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)

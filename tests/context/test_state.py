@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relevo.context.consent import Consent
+from relevo.context.consent import Consent, ConsentDefaults
 from relevo.context.state import ItemStats, UserState
 from relevo.emotion.behaviour import SessionAffect
 
@@ -29,6 +29,15 @@ def test_item_stats_round_trip(engagement, events, position):
     assert ItemStats.decode("i", stats.encode()) == stats
 
 
-def test_consent_defaults_to_nothing_granted():
-    assert Consent.decode(None).emotion is False
-    assert Consent.decode(Consent(emotion=True).encode()).emotion is True
+def test_consent_records_choices_and_resolves_defaults():
+    nothing = Consent.decode(None)
+    assert nothing.emotion is None  # no recorded choice
+    defaults = ConsentDefaults()
+    assert nothing.resolved(defaults) == {"personalization": True, "profiling": True, "emotion": False, "llm": False}
+    strict = ConsentDefaults(personalization=False, profiling=False)
+    assert not nothing.allows("personalization", strict)
+    chosen = Consent.decode(Consent(emotion=True, personalization=False).encode())
+    assert chosen.allows("emotion", defaults) and not chosen.allows("personalization", defaults)
+    assert chosen.filled(defaults).profiling is True and chosen.filled(strict).profiling is False
+    # records written before the purposes were split (emotion only) still decode
+    assert Consent.decode(b'{"emotion": true, "updated_at": 5.0}').emotion is True

@@ -64,3 +64,14 @@ def test_between_oldest_first_half_open_and_reappend_replaces(decision_log):
     assert [d.activated for d in log.between(1002.0, 1002.5)] == [False]
     log.erase_user("u1")
     assert log.between(0.0, 2000.0) == []
+
+
+def test_expire_removes_old_decisions_everywhere(decision_log):
+    log = decision_log.store
+    for i in range(4):
+        log.append(decision(i))
+    assert log.expire(1002.0) == 2
+    assert log.get("d0") is None and log.get("d2") is not None
+    assert [d.decision_id for d in log.between(0.0, 5000.0)] == ["d2", "d3"]
+    assert sorted(d.decision_id for d in log.for_user("u1")) == ["d2", "d3"]
+    assert log.expire(1002.0) == 0

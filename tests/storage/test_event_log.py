@@ -113,3 +113,13 @@ def test_erase_user_removes_their_events_and_ids(event_log):
     log.ack("g", rest)
     assert log.lag("g") == 0
     assert log.append([ev(0, user="gone")]).accepted == 1  # the id is free again: new data
+
+
+def test_for_user_in_log_order(event_log):
+    log = event_log.store
+    log.append([ev(i, user="a" if i % 2 else "b") for i in range(6)])
+    assert [e.id for e in log.for_user("a")] == [ev(i).id for i in (1, 3, 5)]
+    assert [e.id for e in log.for_user("b", limit=2)] == [ev(i).id for i in (0, 2)]
+    assert log.for_user("nobody") == []
+    log.erase_user("a")
+    assert log.for_user("a") == []

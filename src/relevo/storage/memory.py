@@ -71,6 +71,11 @@ class MemoryEventLog:
     def count(self) -> int:
         return sum(1 for e in self._entries if e is not None)
 
+    def for_user(self, user_id: str, limit: int = 100_000) -> list[Event]:
+        with self._cond:
+            found = [e.event for e in self._entries if e is not None and e.event.user_id == user_id]
+        return found[:limit]
+
     def erase_user(self, user_id: str) -> int:
         removed = 0
         with self._cond:
@@ -155,6 +160,15 @@ class MemoryDecisionLog:
         with self._lock:
             ids = self._by_user.get(user_id, [])[-limit:][::-1]
             return [decode_decision(self._by_id[i]) for i in ids]
+
+    def expire(self, before: float) -> int:
+        with self._lock:
+            old = {i for i, raw in self._by_id.items() if decode_decision(raw).created_at < before}
+            for i in old:
+                del self._by_id[i]
+            for user, ids in self._by_user.items():
+                ids[:] = [i for i in ids if i not in old]
+            return len(old)
 
     def between(self, start: float, end: float, limit: int = 10_000) -> list[Decision]:
         with self._lock:

@@ -123,6 +123,10 @@ class DecisionLog(Protocol):
         """Remove every decision made for ``user_id``; returns how many."""
         ...
 
+    def expire(self, before: float) -> int:
+        """Remove decisions created before ``before`` (retention); returns how many."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -166,6 +166,14 @@ class RedisEventLog(_RedisStore):
     def count(self) -> int:
         return int(self.r.xlen(self.stream))
 
+    def for_user(self, user_id: str, limit: int = 100_000) -> list[Event]:
+        index = f"{self.prefix}eu:{user_id}"
+        sids = sorted((m.decode().split("\t", 1)[1] for m in self.r.smembers(index)), key=_position)[:limit]
+        pipe = self.r.pipeline(transaction=False)
+        for sid in sids:
+            pipe.xrange(self.stream, sid, sid)
+        return [decode_event(found[0][1][b"e"]) for found in pipe.execute() if found]
+
     def erase_user(self, user_id: str) -> int:
         index = f"{self.prefix}eu:{user_id}"
         members = [m.decode().split("\t", 1) for m in self.r.smembers(index)]
@@ -268,6 +276,18 @@ class RedisDecisionLog(_RedisStore):
             return []
         raws = self.r.mget([f"{self.prefix}d:{i.decode()}" for i in ids])
         return [decode_decision(r) for r in raws if r is not None]
+
+    def expire(self, before: float) -> int:
+        """Bodies also carry a TTL (``ttl_s``); this removes them by creation time and
+        trims the time index. User lists drop expired ids as they are read."""
+        time_key = f"{self.prefix}dt"
+        ids = self.r.zrangebyscore(time_key, "-inf", f"({before!r}")
+        if not ids:
+            return 0
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(*[f"{self.prefix}d:{i.decode()}" for i in ids])
+        pipe.zrem(time_key, *ids)
+        return int(pipe.execute()[0])
 
     def erase_user(self, user_id: str) -> int:
         user_key = f"{self.prefix}du:{user_id}"

@@ -169,6 +169,13 @@ class SqliteEventLog(_SqliteStore):
         with self._lock:
             self._delivered.pop(group, None)
 
+    def for_user(self, user_id: str, limit: int = 100_000) -> list[Event]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT body FROM events WHERE user_id = ? ORDER BY seq LIMIT ?", (user_id, limit)
+            ).fetchall()
+        return [decode_event(r[0]) for r in rows]
+
     def erase_user(self, user_id: str) -> int:
         return self._erase("DELETE FROM events WHERE user_id = ?", user_id)
 
@@ -279,6 +286,9 @@ class SqliteDecisionLog(_SqliteStore):
 
     def erase_user(self, user_id: str) -> int:
         return self._erase("DELETE FROM decisions WHERE user_id = ?", user_id)
+
+    def expire(self, before: float) -> int:
+        return self._erase("DELETE FROM decisions WHERE created_at < ?", before)
 
 
 class SqliteModelStore(_SqliteStore):

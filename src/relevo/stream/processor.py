@@ -34,6 +34,14 @@ GROUP = "relevo-stream"
 REWARDING = {EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE, EventType.SHARE}
 
 
+def strip_profile(state: UserState) -> None:
+    """Keep only the current session (no cross-session profiling consent)."""
+    state.vector = None
+    state.counters = {}
+    state.tag_affinity = {}
+    state.seen = list(state.recent)
+
+
 def reward_of(event: Event) -> float | None:
     """Reward in [0, 1] carried by an event that names a decision, or None."""
     if event.type in REWARDING:
@@ -70,6 +78,7 @@ class StreamProcessor:
         consumer: str = "embedded",
         affect_analyzer=None,
         behaviour_config: behaviour.BehaviourConfig | None = None,
+        consent_defaults: consent_registry.ConsentDefaults | None = None,
     ):
         self.log = log_
         self.features = features
@@ -81,6 +90,8 @@ class StreamProcessor:
         self.joiners = [joiner]  # every joiner whose windows the loop closes (engine + Personalizer)
         self.close_every_s = 1.0
         self._closed_at = 0.0
+        self.retention_s = 0.0  # decisions older than this are removed (0: kept); set by the engine
+        self._expired_at = 0.0
         self.metrics = metrics
         self.config = config
         self.batch_size = batch_size
@@ -89,6 +100,7 @@ class StreamProcessor:
         # Emotion signals: None disables them for the deployment; otherwise they are
         # computed only for users whose consent grants ``emotion``.
         self.affect_analyzer = affect_analyzer
+        self.consent_defaults = consent_defaults or consent_registry.ConsentDefaults()
         self.behaviour_config = behaviour_config or behaviour.BehaviourConfig()
         self.write_lock = threading.Lock()
         # users erased while a batch was in flight: their rows are dropped at write time
@@ -136,6 +148,9 @@ class StreamProcessor:
                     self.metrics.consumer_lag.set(0)
                 if time.monotonic() - self._closed_at >= self.close_every_s:
                     self.close_windows(time.time())
+                if self.retention_s and time.monotonic() - self._expired_at >= 60.0:
+                    self._expired_at = time.monotonic()
+                    self.decisions.expire(time.time() - self.retention_s)
             except Exception as exc:  # keep consuming; the batch is redelivered
                 self.last_error = repr(exc)
                 log.exception("stream_batch_failed", error=repr(exc))
@@ -150,7 +165,8 @@ class StreamProcessor:
         for user_id, raw in zip(user_ids, self.features.get_many(USERS_NS, user_ids)):
             states[user_id] = UserState.decode(raw) if raw is not None else UserState(user_id, self.index.dim)
         vectors = self._item_vectors({e.event.item_id for e in entries})
-        consented = self._consented(user_ids)
+        allowed = self._allowed(user_ids)
+        consented = {u for u in user_ids if self.affect_analyzer is not None and allowed[u]["emotion"]}
         text_affect = self._text_affect(entries, consented)
         touched_items: dict[str, ItemStats] = {}
         outcomes: list[Outcome] = []
@@ -163,10 +179,13 @@ class StreamProcessor:
             if entry.position <= state.applied_through:
                 skipped += 1
                 continue
-            self._apply_to_user(state, event, entry.position, vectors.get(event.item_id))
-            if event.user_id in consented:
-                self._apply_affect(state, event, text_affect.get(entry.position))
-            changed.add(event.user_id)
+            if allowed[event.user_id]["personalization"]:  # else: no per-user state at all
+                self._apply_to_user(state, event, entry.position, vectors.get(event.item_id))
+                if not allowed[event.user_id]["profiling"]:
+                    strip_profile(state)
+                if event.user_id in consented:
+                    self._apply_affect(state, event, text_affect.get(entry.position))
+                changed.add(event.user_id)
             stats = self._apply_to_item(event, entry.position)
             if stats is not None:
                 touched_items[event.item_id] = stats
@@ -177,26 +196,22 @@ class StreamProcessor:
             applied += 1
         now = time.time()
         rows: list[tuple[str, str, bytes]] = []
-        for user_id in changed:
-            state = states[user_id]
-            state.updated_at = now
-            rows.append((USERS_NS, user_id, state.encode()))
         rows.extend((ITEM_STATS_NS, s.item_id, s.encode()) for s in touched_items.values())
         with self.write_lock, self.policy.lock:
-            if self.erased_users:
-                rows = [r for r in rows if not (r[0] == USERS_NS and r[1] in self.erased_users)]
-                changed -= self.erased_users
-                self.erased_users.clear()
-            # consent may have been withdrawn while this batch was computed
-            with_affect = [u for u in changed if states[u].affect is not None]
-            if with_affect:
-                withdrawn = set(with_affect) - self._consented(with_affect)
-                if withdrawn:
-                    rows = [r for r in rows if not (r[0] == USERS_NS and r[1] in withdrawn)]
-                    for user_id in withdrawn:
-                        states[user_id].affect = None
-                        states[user_id].abandoned_sessions = 0
-                        rows.append((USERS_NS, user_id, states[user_id].encode()))
+            changed -= self.erased_users
+            self.erased_users.clear()
+            # consent may have changed while this batch was computed: the choice at write
+            # time decides what is stored
+            for user_id, now_allowed in self._allowed(sorted(changed)).items():
+                state = states[user_id]
+                if not now_allowed["personalization"]:
+                    continue
+                if not now_allowed["profiling"]:
+                    strip_profile(state)
+                if not now_allowed["emotion"]:
+                    state.affect, state.abandoned_sessions = None, 0
+                state.updated_at = now
+                rows.append((USERS_NS, user_id, state.encode()))
             joined = self.joiner.join(outcomes) if outcomes else None
             if joined is not None:
                 rows.extend(self.joiner.learn(joined))
@@ -245,10 +260,11 @@ class StreamProcessor:
             self.metrics.rewards.labels("defaulted").inc(len(joined.rewards))
         return len(joined.rewards)
 
-    def _consented(self, user_ids: list[str]) -> set[str]:
-        if self.affect_analyzer is None or not user_ids:
-            return set()
-        return {u for u, c in consent_registry.read_many(self.features, list(user_ids)).items() if c.emotion}
+    def _allowed(self, user_ids: list[str]) -> dict[str, dict[str, bool]]:
+        """Each user's consent per purpose (recorded choice, else the deployment default)."""
+        if not user_ids:
+            return {}
+        return {u: c.resolved(self.consent_defaults) for u, c in consent_registry.read_many(self.features, user_ids).items()}
 
     def _text_affect(self, entries: list[LogEntry], consented: set[str]) -> dict[int, TextAffect]:
         """Affect of the text carried by consented users' events, by log position."""

@@ -44,6 +44,9 @@ class RecommendRequest:
     candidates: int | None = None
     experiment: str | None = None
     variant: str | None = None
+    # True: answer without the user's history (popularity and the request's filters only),
+    # whatever their consent; the EU DSA Art. 38 option
+    non_profiled: bool = False
 
 
 def derived_seed(base_seed: int, user_id: str, decision_id: str) -> int:
@@ -65,7 +68,9 @@ class StreamingTier:
         session_gap_s: float = 1800.0,
         seed: int = 0,
         emotion: rerank.RerankConfig | None = None,
+        consent_defaults: consent_registry.ConsentDefaults | None = None,
     ):
+        self.consent_defaults = consent_defaults or consent_registry.ConsentDefaults()
         self.features = features
         self.index = index
         self.catalog = catalog
@@ -81,23 +86,31 @@ class StreamingTier:
         decision_id = uuid.uuid4().hex
         seed = derived_seed(self.seed, req.user_id, decision_id)
         compiled = self.catalog.compile_filter(req.filters)
-        raw = self.features.get(USERS_NS, req.user_id)
-        state = UserState.decode(raw) if raw is not None else None
-        prefs = self._preferences(req.user_id)
+        allowed = consent_registry.read(self.features, req.user_id).resolved(self.consent_defaults)
+        profiled = allowed["personalization"] and not req.non_profiled
+        state = prefs = None
+        if profiled:  # the user's stored state is not even read otherwise
+            raw = self.features.get(USERS_NS, req.user_id)
+            state = UserState.decode(raw) if raw is not None else None
+            prefs = self._preferences(req.user_id)
         now = time.time()
         user_vec = session_vec = None
         if state is not None:
-            user_vec = unit(state.vector)
+            if allowed["profiling"]:
+                user_vec = unit(state.vector)
             if now - state.received_at <= self.session_gap_s:
                 session_vec = unit(state.session_vector)
         exclude = set(compiled.exclude_ids)
         if state is not None:
-            exclude.update(state.seen)
-        if user_vec is None and session_vec is None:
+            exclude.update(state.seen if allowed["profiling"] else state.recent)
+        if not profiled:
+            items, features, policy = self._popular(req.n, exclude, compiled.predicate), [], "popularity"
+            fallback = "non_profiled"
+        elif user_vec is None and session_vec is None:
             items, features, policy = self._popular(req.n, exclude, compiled.predicate), [], "popularity"
             fallback = "no_user_vector" if state is None or state.vector is None else "no_positive_signal"
         else:
-            affect = self._affect(req.user_id, state, now)
+            affect = self._affect(state, now, allowed)
             items, features = self._bandit(
                 req, seed, user_vec, session_vec, exclude, compiled.predicate, prefs, now, affect
             )
@@ -120,6 +133,9 @@ class StreamingTier:
             seed=seed,
             experiment=req.experiment,
             variant=req.variant,
+            consent=allowed,
+            fallback=fallback,
+            feature_names=list(FEATURES) if features else [],
         )
         self.decisions.append(decision)
         return Recommendation(decision_id, decision.tier, items, round(latency_ms, 3), fallback)
@@ -128,14 +144,12 @@ class StreamingTier:
         raw = self.features.get(PREFERENCES_NS, user_id)
         return orjson.loads(raw) if raw is not None else {}
 
-    def _affect(self, user_id: str, state: UserState, now: float) -> SessionAffect | None:
+    def _affect(self, state: UserState, now: float, allowed: dict[str, bool]) -> SessionAffect | None:
         """The session's affect, if the deployment allows it, the user consented (checked
         here, on the read path, as well as on the write path) and the session is live."""
         if self.emotion is None or state.affect is None or now - state.received_at > self.session_gap_s:
             return None
-        if not consent_registry.read(self.features, user_id).emotion:
-            return None
-        return state.affect
+        return state.affect if allowed["emotion"] else None
 
     def _bandit(self, req, seed, user_vec, session_vec, exclude, predicate, prefs, now, affect=None):
         ids: dict[str, None] = {}

@@ -1,0 +1,1 @@
+"""Privacy: PII redaction, data access and audit records."""
