@@ -1,9 +1,11 @@
 """A relevo server for the latency benchmark: N items with clustered vectors, users with
-histories, then the HTTP API on uvicorn (one process, the embedded default)."""
+histories, then the HTTP API on uvicorn (one process, the embedded default), with access
+control on: the key hash comes from RELEVO_BENCH_KEY_HASH (serve_latency makes the key)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -15,7 +17,7 @@ from benchmarks._common import clustered_vectors
 from relevo.api.app import create_app
 from relevo.engine import Engine
 from relevo.records import Event, Item
-from relevo.settings import Settings
+from relevo.settings import ApiSettings, Settings
 
 
 def main() -> None:
@@ -25,7 +27,8 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine(Settings(home=Path(tmp))).open()
+        key = ApiSettings.Key(id="bench", hash=os.environ["RELEVO_BENCH_KEY_HASH"], scopes=("recommend",))
+        engine = Engine(Settings(home=Path(tmp), api=ApiSettings(keys=[key]))).open()
         vectors = clustered_vectors(args.items, engine.index.dim)
         for s in range(0, args.items, 10_000):
             chunk = range(s, min(s + 10_000, args.items))

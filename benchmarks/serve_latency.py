@@ -1,5 +1,6 @@
 """HTTP latency of POST /v1/recommendations at a fixed concurrency, with GET /healthz
-measured in the same run as the baseline (the cost of the HTTP stack alone).
+measured in the same run as the baseline (the cost of the HTTP stack alone). Access control
+is on, as in production: recommendations carry an API key, /healthz is public.
 
 The server runs in its own process (uvicorn, embedded default stores); the load comes from
 this process over loopback, so on a 2-core machine client and server share the CPUs.
@@ -19,7 +20,10 @@ import httpx
 import numpy as np
 
 from benchmarks._common import emit, parser, pct, table
+from relevo.api.auth import new_key
 from relevo.cli.server import free_port, wait_healthy
+
+SECRET, ENTRY = new_key("bench", ["recommend"])
 
 
 async def load(url: str, body_for, concurrency: int, seconds: float) -> tuple[list[float], int, float]:
@@ -27,7 +31,7 @@ async def load(url: str, body_for, concurrency: int, seconds: float) -> tuple[li
     errors = 0
     stop_at = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=10, headers={"Authorization": f"Bearer {SECRET}"}) as client:
         async def worker(w: int) -> None:
             nonlocal errors
             rng = np.random.default_rng(w)
@@ -46,7 +50,7 @@ async def load(url: str, body_for, concurrency: int, seconds: float) -> tuple[li
 
 def start(items: int, port: int) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks._server", "--items", str(items), "--port", str(port)],
-                            stdout=subprocess.PIPE, text=True, env={**os.environ})
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "RELEVO_BENCH_KEY_HASH": ENTRY.hash})
     for line in proc.stdout:
         if line.startswith("READY"):
             break

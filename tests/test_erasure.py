@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from relevo.api.app import create_app
 from relevo.datasets.synthetic import make_catalog
 from relevo.records import Event
-from relevo.settings import StorageSettings
+from relevo.settings import ApiSettings, StorageSettings
 from relevo.tiers.streaming import RecommendRequest
 
 GONE = "zed-erase-7"
@@ -37,7 +37,7 @@ def exercise(engine) -> None:
 
 def test_erasure_leaves_no_trace_in_sqlite_files(make_engine, tmp_path):
     home = tmp_path / "home"
-    engine = make_engine(home=home)
+    engine = make_engine(home=home, api=ApiSettings(require_keys=False))  # access control: tests/api/test_auth.py
     engine.add_items(CATALOG)
     exercise(engine)
     with TestClient(create_app(engine)) as client:

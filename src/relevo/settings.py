@@ -6,10 +6,12 @@ SQLite files under ``home`` (``RELEVO_HOME``, default ``./.relevo``), one file p
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 
@@ -108,8 +110,79 @@ class PrivacySettings(_Config):
 
 
 class ApiSettings(_Config):
+    """HTTP limits and access control (``relevo.api.auth``).
+
+    With ``require_keys`` every route but ``GET /healthz`` needs an API key whose scopes
+    cover it. ``keys`` hold SHA-256 hashes, never the secrets: ``relevo keys new`` prints a
+    fresh secret once and the entry to add here (``RELEVO_API__KEYS``, a JSON list).
+    Rate limits are token buckets per key, in process: ``rate_per_s`` tokens a second up
+    to ``burst``; a key's own values override the defaults here (None: unlimited)."""
+
+    SCOPES: ClassVar[tuple[str, ...]] = ("ingest", "recommend", "admin", "erase")
+    # sha256 of secrets found in examples and templates: an entry with one of them is refused
+    PLACEHOLDER_HASHES: ClassVar[frozenset[str]] = frozenset(
+        hashlib.sha256(v.encode()).hexdigest()
+        for w in ("", "changeme", "change-me", "change_me", "secret", "password", "test", "dev", "example",
+                  "your-api-key", "your_api_key", "api-key", "apikey", "key", "token", "admin", "default",
+                  "xxx", "xxxx", "xxxxxxxx", "1234", "12345", "123456", "12345678")
+        for v in (w, w.upper(), "rlv_" + w, "Bearer " + w)
+    )
+
+    class Key(_Config):
+        """One API key: ``{"id", "hash": "sha256:<64 hex>", "scopes", "rate_per_s"?, "burst"?}``."""
+
+        model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+        id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+        hash: str
+        scopes: tuple[Literal["ingest", "recommend", "admin", "erase"], ...] = Field(min_length=1)
+        rate_per_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+        burst: int | None = Field(None, ge=1)
+
+        @model_validator(mode="before")
+        @classmethod
+        def _no_secret(cls, data: Any) -> Any:
+            if isinstance(data, dict) and {"secret", "key", "api_key"} & data.keys():
+                for name in {"secret", "key", "api_key"} & data.keys():
+                    data[name] = "<hidden>"  # the error message shows its input; not the secret
+                raise ValueError("settings hold a key's hash, never the key itself: "
+                                 "`relevo keys new` prints the entry to use")
+            return data
+
+        @field_validator("hash")
+        @classmethod
+        def _valid_hash(cls, value: str) -> str:
+            value = value.strip().lower()
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", value):
+                raise ValueError("hash must be 'sha256:' followed by 64 hex digits (`relevo keys new` makes one)")
+            if value[7:] in ApiSettings.PLACEHOLDER_HASHES:
+                raise ValueError("hash is that of a placeholder secret (changeme, secret, test, ...): "
+                                 "make a real key with `relevo keys new`")
+            return value
+
+        @field_validator("scopes")
+        @classmethod
+        def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(dict.fromkeys(value))
+
     max_batch: int = Field(1000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    require_keys: bool = True  # False only for local development and `relevo demo`
+    keys: tuple[Key, ...] = ()
+    rate_per_s: float | None = Field(None, gt=0, allow_inf_nan=False)  # default per key; None: unlimited
+    burst: int | None = Field(None, ge=1)  # default bucket size; None: max(1, rate_per_s)
+
+    @field_validator("keys")
+    @classmethod
+    def _unique(cls, keys: tuple[Key, ...]) -> tuple[Key, ...]:
+        for attr in ("id", "hash"):
+            seen: set[str] = set()
+            for key in keys:
+                value = getattr(key, attr)
+                if value in seen:
+                    raise ValueError(f"two keys share the {attr} {value if attr == 'id' else '(hidden)'!s}")
+                seen.add(value)
+        return keys
 
 
 class Settings(BaseSettings):

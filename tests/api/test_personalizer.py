@@ -11,6 +11,9 @@ from fastapi.testclient import TestClient
 
 from relevo.api.app import create_app
 from relevo.settings import PersonalizerSettings
+from tests.api.conftest import API, KEY
+
+AZURE_AUTH = {"Ocp-Apim-Subscription-Key": KEY}  # how Personalizer's clients send their key
 
 P = "/personalizer/v1.0"
 
@@ -130,13 +133,13 @@ def test_online_learning_follows_context(client):
 
 
 def test_apprentice_serves_baseline_then_switches_when_learned_policy_wins(make_engine, tmp_path):
-    engine = make_engine(home=tmp_path / "a", personalizer=PersonalizerSettings(
+    engine = make_engine(home=tmp_path / "a", api=API, personalizer=PersonalizerSettings(
         apprentice_exploration=0.3, min_events=60))
     engine.personalizer.set_mode("Apprentice")
     engine.personalizer.config = engine.personalizer.config.__class__(
         **{**{f: getattr(engine.personalizer.config, f) for f in engine.personalizer.config.__dataclass_fields__},
            "check_every": 20})
-    with TestClient(create_app(engine)) as client:
+    with TestClient(create_app(engine), headers=AZURE_AUTH) as client:
         served = []
         for t in range(400):
             ctx, liked = _world(t)
@@ -214,8 +217,8 @@ def test_bad_requests_get_personalizer_errors(client, engine, path, payload, sta
 
 def test_nan_reward_is_refused_and_posterior_survives_restart(make_engine, tmp_path):
     home = tmp_path / "p"
-    engine = make_engine(home=home)
-    with TestClient(create_app(engine)) as client:
+    engine = make_engine(home=home, api=API)
+    with TestClient(create_app(engine), headers=AZURE_AUTH) as client:
         body = client.post(f"{P}/rank", json=DOC_RANK).json()
         bad = client.post(f"{P}/events/{body['eventId']}/reward", content=b'{"value": NaN}',
                           headers={"content-type": "application/json"})

@@ -14,7 +14,7 @@ from relevo.api.app import create_app
 from relevo.context.state import UserState
 from relevo.datasets.synthetic import make_catalog
 from relevo.records import Event
-from relevo.settings import EmotionSettings, RecommendSettings
+from relevo.settings import ApiSettings, EmotionSettings, RecommendSettings
 from relevo.tiers.streaming import RecommendRequest
 
 CATALOG = make_catalog(400)
@@ -22,7 +22,7 @@ CATALOG = make_catalog(400)
 
 @pytest.fixture
 def engine(make_engine):
-    e = make_engine(emotion=EmotionSettings(enabled=True))
+    e = make_engine(emotion=EmotionSettings(enabled=True), api=ApiSettings(require_keys=False))
     e.add_items(CATALOG)
     return e
 
@@ -76,7 +76,8 @@ def test_with_consent_affect_is_computed_and_used_and_withdrawal_deletes_it(engi
 
 
 def test_deployment_switch_turns_everything_off(make_engine, tmp_path):
-    off = make_engine(home=tmp_path / "off", emotion=EmotionSettings(enabled=False))
+    off = make_engine(home=tmp_path / "off", emotion=EmotionSettings(enabled=False),
+                      api=ApiSettings(require_keys=False))
     off.add_items(CATALOG[:50])
     off.put_consent("u", {"emotion": True})
     assert off.settings.emotion.enabled is False

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relevo import __version__
-from relevo.api import errors, personalizer
+from relevo.api import auth, errors, personalizer
 from relevo.api.schemas import ConsentIn, EventsIn, FeedbackIn, ItemsIn, PreferencesIn, RecommendIn
 from relevo.engine import Engine
 from relevo.errors import RelevoError
@@ -47,7 +47,10 @@ class BodyLimit:
 
 
 def create_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
+    """Raises ``auth.AuthConfigError`` when API keys are required and none is configured."""
     owned = engine is None
+    api_settings = (engine.settings if engine else (settings or Settings())).api
+    keyring = auth.keyring_for(api_settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -65,8 +68,14 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app.add_exception_handler(RequestValidationError, errors.on_validation_error)
     app.add_exception_handler(RelevoError, errors.on_relevo_error)
     app.add_exception_handler(StarletteHTTPException, errors.on_http_error)
-    limit = (engine.settings if engine else (settings or Settings())).api.max_body_bytes
-    app.add_middleware(BodyLimit, limit=limit)
+    app.add_middleware(BodyLimit, limit=api_settings.max_body_bytes)
+    if keyring is not None:  # added last: runs first, before the body limit and the routing
+
+        def count_rejection(code: str) -> None:
+            if getattr(app.state, "engine", None) is not None:
+                app.state.engine.metrics.errors.labels(code).inc()
+
+        app.add_middleware(auth.ApiKeyAuth, keyring=keyring, on_reject=count_rejection)
 
     def eng(request: Request) -> Engine:
         return request.app.state.engine
@@ -105,7 +114,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         return _json(eng(request).erase_user(user_id).to_dict())
 
     def consent_body(request: Request, consent) -> Response:
-        return _json({"emotion": consent.emotion, "updated_at": consent.updated_at or None,
+        return _json({"personalization": consent.personalization, "profiling": consent.profiling,
+                      "emotion": consent.emotion, "llm": consent.llm, "updated_at": consent.updated_at or None,
                       "emotion_available": eng(request).settings.emotion.enabled})
 
     @app.put("/v1/users/{user_id}/consent", tags=["users"])
@@ -116,10 +126,24 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     async def get_consent(user_id: Id, request: Request) -> Response:
         return consent_body(request, eng(request).get_consent(user_id))
 
+    @app.get("/v1/users/{user_id}/export", tags=["users"])
+    def export_user(user_id: Id, request: Request) -> Response:
+        return Response(orjson.dumps(eng(request).export_user(user_id)), media_type="application/json",
+                        headers={"Content-Disposition": f'attachment; filename="relevo-export-{user_id}.json"'})
+
+    @app.get("/v1/users/{user_id}/decisions", tags=["users"])
+    def user_decisions(user_id: Id, request: Request, limit: int = 100) -> Response:
+        return _json({"decisions": eng(request).audits_for_user(user_id, max(1, min(limit, 1000)))})
+
+    @app.get("/v1/decisions/{decision_id}/audit", tags=["recommendations"])
+    def audit(decision_id: Id, request: Request) -> Response:
+        return _json(eng(request).audit(decision_id))
+
     @app.post("/v1/recommendations", tags=["recommendations"])
     async def recommend(body: RecommendIn, request: Request) -> Response:
         rec = eng(request).recommend(
-            RecommendRequest(body.user_id, body.n, body.context, body.filters, body.explain, body.tier)
+            RecommendRequest(body.user_id, body.n, body.context, body.filters, body.explain, body.tier,
+                             non_profiled=body.non_profiled)
         )
         return _json(rec.to_dict())
 

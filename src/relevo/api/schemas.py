@@ -30,6 +30,7 @@ class RecommendIn(_Body):
     filters: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict, max_length=32)
     explain: bool = False
     tier: Literal["auto", "edge", "streaming", "origin"] = "auto"
+    non_profiled: bool = False  # answer without the user's history (EU DSA Art. 38)
 
 
 class FeedbackIn(_Body):
@@ -41,7 +42,10 @@ class FeedbackIn(_Body):
 class ConsentIn(_Body):
     """Purposes the user grants (true) or withdraws (false); omitted ones are unchanged."""
 
+    personalization: StrictBool | None = None
+    profiling: StrictBool | None = None
     emotion: StrictBool | None = None
+    llm: StrictBool | None = None
 
 
 class PreferencesIn(BaseModel):

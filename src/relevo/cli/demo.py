@@ -39,7 +39,8 @@ def run_demo(args) -> int:
     base = Settings()
     home = Path(args.home) if args.home else base.home / "demo"
     shutil.rmtree(home, ignore_errors=True)
-    settings = base.model_copy(update={"home": home})
+    # a local demo: API keys off (`relevo serve` requires them)
+    settings = base.model_copy(update={"home": home, "api": base.api.model_copy(update={"require_keys": False})})
     folder = movielens.find_folder(args.data_dir)
     console.rule("[bold]relevo demo")
     console.print(f"state: {home}   data: {folder or 'synthetic catalog (no --data-dir / RELEVO_DATA_DIR)'}")
@@ -55,6 +56,9 @@ def run_demo(args) -> int:
         server = BackgroundServer(engine, args.host, port)
         server.start()
         console.print(f"API: http://{args.host}:{port}  (docs at /docs, metrics at /metrics)")
+        console.print("API keys: off for this local demo (`relevo serve` requires them: `relevo keys new`)")
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            console.print(f"[bold red]warning:[/] {args.host} is not loopback: anyone who reaches it can use the API")
     try:
         if folder:
             items = movielens.load_items(folder)

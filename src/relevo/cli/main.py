@@ -1,4 +1,4 @@
-"""``relevo serve | demo | ingest | bench | eval``: see ``relevo --help``."""
+"""``relevo serve | demo | ingest | bench | eval | keys``: see ``relevo --help``."""
 
 from __future__ import annotations
 
@@ -25,8 +25,21 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     from relevo.api.app import create_app
+    from relevo.api.auth import AuthConfigError
 
-    uvicorn.run(create_app(settings=_settings(args)), host=args.host, port=args.port, log_level="info")
+    try:
+        settings = _settings(args)
+        app = create_app(settings=settings)
+    except AuthConfigError as exc:
+        print(f"relevo serve: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # pydantic's ValidationError: a refused key hash, an unknown scope, ...
+        print(f"relevo serve: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    if not settings.api.require_keys:
+        print(f"relevo serve: API keys are off (RELEVO_API__REQUIRE_KEYS=false): anyone who reaches "
+              f"{args.host}:{args.port} can read, change and erase data", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
 
@@ -70,6 +83,33 @@ def cmd_ingest(args) -> int:
             progress.update(task, advance=len(chunk))
         engine.wait_idle(60)
     print(orjson.dumps({"read": total, "accepted": accepted, "duplicates": duplicates}).decode())
+    return 0
+
+
+def cmd_keys_new(args) -> int:
+    """Print a fresh API key once, and the settings entry (its hash) that admits it."""
+    from pydantic import ValidationError
+
+    from relevo.api.auth import new_key
+
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    try:
+        secret, entry = new_key(args.id, scopes, rate_per_s=args.rate_per_s, burst=args.burst)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        print(f"relevo keys new: {where + ': ' if where else ''}{first['msg']}", file=sys.stderr)
+        return 2
+    doc = orjson.dumps(entry.model_dump(mode="json", exclude_none=True)).decode()
+    if args.json:
+        print(orjson.dumps({"secret": secret, "entry": orjson.loads(doc)}).decode())
+        return 0
+    print(f"secret: {secret}")
+    print("  shown once: relevo keeps only its hash. Clients send it as 'Authorization: Bearer <secret>' "
+          "or 'X-API-Key: <secret>'.", file=sys.stderr)
+    print("settings entry: add it to the JSON list RELEVO_API__KEYS='[<entry>, ...]' (or [[api.keys]] in "
+          "relevo.toml):", file=sys.stderr)
+    print(doc)
     return 0
 
 
@@ -332,6 +372,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)
+
+    keys = sub.add_parser("keys", help="API keys: relevo keys new --id NAME --scopes recommend,ingest")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    new = keys_sub.add_parser(
+        "new", help="print a fresh random key once and the settings entry (its SHA-256) to add to RELEVO_API__KEYS",
+        description="Scopes: ingest (events, preferences, consent), recommend (recommendations, feedback, "
+        "Personalizer rank/reward/activate), admin (items, experiments, stats, metrics, reading user data, "
+        "Personalizer configuration and evaluations), erase (DELETE /v1/users/{id}; admin does not include it).")
+    new.add_argument("--id", required=True, help="a name for the key (letters, digits, _ . : -)")
+    new.add_argument("--scopes", required=True, help="comma-separated: ingest,recommend,admin,erase")
+    new.add_argument("--rate-per-s", type=float, help="rate limit for this key (default RELEVO_API__RATE_PER_S)")
+    new.add_argument("--burst", type=int, help="requests allowed at once (default RELEVO_API__BURST)")
+    new.add_argument("--json", action="store_true", help='print one JSON line {"secret", "entry"}')
+    new.set_defaults(func=cmd_keys_new)
 
     ev = sub.add_parser("eval", help="offline evaluation from logged feedback: relevo eval ope ...",
                         description=EVAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
