@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pytest
 import redis
 from fastapi.testclient import TestClient
 
@@ -88,3 +90,28 @@ def test_erasure_leaves_no_trace_in_redis(make_engine, tmp_path, redis_server, r
         found_kept |= KEPT.encode() in blob
     assert found_kept
     assert engine.wait_idle(10)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_no_resurrection_from_events_in_flight(make_engine, tmp_path, redis_server, redis_prefix, backend):
+    """Events still in the log (or in a batch being applied) when the user is erased never
+    bring the user back."""
+    if backend == "redis":
+        url = f"{redis_server}?prefix={redis_prefix}"
+        engine = make_engine(home=tmp_path / "f", storage=StorageSettings(
+            event_log=url, feature_store=url, decision_log=url, model_store=url))
+    else:
+        engine = make_engine(home=tmp_path / "f")
+    engine.add_items(CATALOG)
+    for round_ in range(3):
+        engine.ingest([Event(user_id=GONE, item_id=CATALOG[i % 20].id, type="click") for i in range(300)])
+        engine.ingest([Event(user_id=KEPT, item_id=CATALOG[i % 20].id, type="click") for i in range(50)])
+        if round_ == 1:
+            time.sleep(0.02)  # let the processor start on a batch
+        engine.erase_user(GONE)
+    assert engine.wait_idle(30)
+    engine.close_windows()
+    assert engine.features.get("users", GONE) is None
+    assert engine.events.for_user(GONE) == [] and engine.decisions.for_user(GONE) == []
+    assert engine.features.get("users", KEPT) is not None
+    assert engine.export_user(GONE)["counts"] == {"events": 0, "decisions": 0}
