@@ -33,7 +33,7 @@ from relevo.errors import NotFound, ValidationError
 from relevo.experiments.service import ExperimentService
 from relevo.observability.metrics import Metrics
 from relevo.personalizer.service import PersonalizerConfig, PersonalizerService
-from relevo.privacy import access
+from relevo.privacy import access, pii
 from relevo.records import ErasureReceipt, Event, Item, Recommendation
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.exact import ExactIndex
@@ -297,7 +297,16 @@ class Engine:
                     field=f"events[{i}].item_id", code="unknown_item",
                 )
         now = time.time()
-        stamped = [e.model_copy(update={"received_at": now}) for e in events]
+        redact_text = self.settings.privacy.redact_text
+        stamped = []
+        for e in events:
+            update: dict[str, Any] = {"received_at": now}
+            if redact_text and e.text:
+                redacted = pii.redact(e.text)
+                if redacted.found:  # PII never reaches the log, the models or an export
+                    update["text"] = redacted.text
+                    self.metrics.pii_redacted.inc(len(redacted.found))
+            stamped.append(e.model_copy(update=update))
         result = self.events.append(stamped)
         self.metrics.events_ingested.inc(result.accepted)
         self.metrics.events_duplicate.inc(result.duplicates)

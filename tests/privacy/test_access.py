@@ -73,7 +73,10 @@ def test_without_profiling_only_the_session_is_kept(engine):
     state = UserState.decode(engine.features.get("users", "horror_fan"))
     assert state.vector is None and state.session_events >= 1
     rec = engine.recommend(RecommendRequest("horror_fan", 3))
-    assert rec.tier == "streaming" and all(i.startswith("h") for i in ids(rec))
+    assert rec.tier == "streaming"  # the session still personalizes ...
+    rows = engine.decisions.get(rec.decision_id).features
+    assert all(r[1] == 0.0 for r in rows)  # ... without any long-term (user) similarity
+    assert any(r[2] > 0.0 for r in rows)
 
 
 def test_deployment_defaults_apply_until_a_user_chooses(make_engine, tmp_path):
@@ -121,3 +124,13 @@ def test_audit_record(engine):
     assert [a["decision_id"] for a in engine.audits_for_user("horror_fan")] == [rec.decision_id]
     with pytest.raises(NotFound):
         engine.audit("nope")
+
+
+def test_event_text_is_redacted_before_storage(engine):
+    engine.ingest([Event(id="rv1", user_id="horror_fan", item_id="h3", type="review",
+                         text="Scary! Mail me at jane.doe@example.com or call +44 20 7946 0958")])
+    assert engine.wait_idle(10)
+    [stored] = [e for e in engine.events.for_user("horror_fan") if e.id == "rv1"]
+    assert stored.text == "Scary! Mail me at [EMAIL] or call [PHONE]"
+    assert engine.metrics.pii_redacted._value.get() == 2
+    assert "jane.doe" not in orjson.dumps(engine.export_user("horror_fan")).decode()

@@ -76,6 +76,8 @@ class Metrics:
             ["outcome"], registry=r)
         self.errors = Counter("relevo_errors", "Requests rejected, by error code", ["code"], registry=r)
         self.erasures = Counter("relevo_erasures", "Users erased", registry=r)
+        self.pii_redacted = Counter("relevo_pii_redacted", "PII spans redacted from event text before storage",
+                                    registry=r)
         self.items = Gauge("relevo_items", "Items in the catalog", registry=r)
         self.freshness_recent = Reservoir()
         self.recommend_recent = Reservoir()
