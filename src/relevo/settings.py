@@ -138,6 +138,7 @@ class ApiSettings(_Config):
         scopes: tuple[Literal["ingest", "recommend", "admin", "erase"], ...] = Field(min_length=1)
         rate_per_s: float | None = Field(None, gt=0, allow_inf_nan=False)
         burst: int | None = Field(None, ge=1)
+        tenant: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")  # None: the default engine
 
         @model_validator(mode="before")
         @classmethod

@@ -20,6 +20,7 @@ from relevo.engine import Engine
 from relevo.errors import RelevoError
 from relevo.records import Id
 from relevo.settings import Settings
+from relevo.tenants import Tenants
 from relevo.tiers.streaming import RecommendRequest
 
 
@@ -56,9 +57,11 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     async def lifespan(app: FastAPI):
         if owned:
             app.state.engine = Engine(settings or Settings()).open()
+        app.state.tenants = Tenants(app.state.engine)
         try:
             yield
         finally:
+            app.state.tenants.close()
             if owned:
                 app.state.engine.close()
 
@@ -78,7 +81,11 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         app.add_middleware(auth.ApiKeyAuth, keyring=keyring, on_reject=count_rejection)
 
     def eng(request: Request) -> Engine:
-        return request.app.state.engine
+        """The engine serving this request: the key's tenant's, else the default one."""
+        tenant = getattr(request.state, "tenant", None)
+        if tenant is None:
+            return request.app.state.engine
+        return request.app.state.tenants.engine(tenant)
 
     app.add_exception_handler(personalizer.PersonalizerError, lambda request, exc: personalizer.error_response(exc))
     app.include_router(personalizer.router(lambda request: eng(request).personalizer))

@@ -155,12 +155,12 @@ def hash_key(secret: str) -> str:
 
 
 def new_key(key_id: str, scopes: Iterable[str], rate_per_s: float | None = None,
-            burst: int | None = None) -> tuple[str, ApiSettings.Key]:
+            burst: int | None = None, tenant: str | None = None) -> tuple[str, ApiSettings.Key]:
     """A fresh random secret (``rlv_`` + 43 url-safe characters, 256 bits) and its validated
     settings entry. The secret is shown once and never stored."""
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     entry = ApiSettings.Key(id=key_id, hash=hash_key(secret), scopes=tuple(scopes), rate_per_s=rate_per_s,
-                            burst=burst)
+                            burst=burst, tenant=tenant)
     return secret, entry
 
 
@@ -192,6 +192,7 @@ class Principal:
     id: str
     scopes: frozenset[str]
     bucket: TokenBucket | None
+    tenant: str | None = None
 
 
 class KeyRing:
@@ -205,7 +206,8 @@ class KeyRing:
             bucket = None
             if rate is not None:
                 bucket = TokenBucket(rate, burst if burst is not None else max(1, math.ceil(rate)), clock)
-            self.entries.append((bytes.fromhex(key.hash[7:]), Principal(key.id, frozenset(key.scopes), bucket)))
+            self.entries.append((bytes.fromhex(key.hash[7:]), Principal(key.id, frozenset(key.scopes), bucket,
+                                                                                key.tenant)))
 
     def identify(self, secret: bytes) -> Principal | None:
         """The key's principal, or None. Compares with every configured digest (no early exit)."""
@@ -311,6 +313,7 @@ class ApiKeyAuth:
         if state is None:
             state = scope["state"] = {}
         state["api_key_id"] = principal.id
+        state["tenant"] = principal.tenant  # the engine that serves this key (tenants.py)
         await self.app(scope, receive, send)
 
     async def _reject(self, scope, send, status: int, message: str, azure: bool, retry_after: float = 0.0):

@@ -94,7 +94,7 @@ def cmd_keys_new(args) -> int:
 
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
     try:
-        secret, entry = new_key(args.id, scopes, rate_per_s=args.rate_per_s, burst=args.burst)
+        secret, entry = new_key(args.id, scopes, rate_per_s=args.rate_per_s, burst=args.burst, tenant=args.tenant)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
@@ -384,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--scopes", required=True, help="comma-separated: ingest,recommend,admin,erase")
     new.add_argument("--rate-per-s", type=float, help="rate limit for this key (default RELEVO_API__RATE_PER_S)")
     new.add_argument("--burst", type=int, help="requests allowed at once (default RELEVO_API__BURST)")
+    new.add_argument("--tenant", help="serve this key's requests from the tenant's own stores (a-z, 0-9, _ -)")
     new.add_argument("--json", action="store_true", help='print one JSON line {"secret", "entry"}')
     new.set_defaults(func=cmd_keys_new)
 
