@@ -134,3 +134,11 @@ def test_event_text_is_redacted_before_storage(engine):
     assert stored.text == "Scary! Mail me at [EMAIL] or call [PHONE]"
     assert engine.metrics.pii_redacted._value.get() == 2
     assert "jane.doe" not in orjson.dumps(engine.export_user("horror_fan")).decode()
+
+
+def test_no_user_id_in_metrics(engine):
+    engine.recommend(RecommendRequest("horror_fan", 3))
+    engine.put_consent("cartoon_fan", {"emotion": True})
+    text = engine.metrics.render().decode()
+    assert "relevo_recommendations" in text
+    assert "horror_fan" not in text and "cartoon_fan" not in text

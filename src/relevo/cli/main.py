@@ -39,7 +39,10 @@ def cmd_serve(args) -> int:
     if not settings.api.require_keys:
         print(f"relevo serve: API keys are off (RELEVO_API__REQUIRE_KEYS=false): anyone who reaches "
               f"{args.host}:{args.port} can read, change and erase data", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info",
+                # uvicorn's access log would write request paths, and paths carry user ids
+                # (/v1/users/{id}/...): off, so no identifier lands in the server's logs
+                access_log=False)
     return 0
 
 
