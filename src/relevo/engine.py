@@ -125,12 +125,14 @@ class Engine:
             min_events=ps.min_events, max_actions=ps.max_actions, seed=s.recommend.seed,
         ))
         self.processor.joiners.append(self.personalizer.joiner)
+        for joiner in self.processor.joiners:
+            joiner.metrics = self.metrics
         self.processor.retention_s = s.privacy.decision_retention_days * 86400.0
         self.processor.load()
         self.streaming = StreamingTier(
             self.features, self.index, self.catalog, self.decisions, self.policy,
             candidates=s.recommend.candidates, session_gap_s=st.session_gap_s, seed=s.recommend.seed,
-            emotion=self._rerank_config(), consent_defaults=self.consent_defaults,
+            emotion=self._rerank_config(), consent_defaults=self.consent_defaults, metrics=self.metrics,
         )
         self.processor.start()
         self._opened = True

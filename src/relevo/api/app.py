@@ -3,6 +3,7 @@ from Settings in the lifespan and closes it on shutdown."""
 
 from __future__ import annotations
 
+import time
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -47,6 +48,37 @@ class BodyLimit:
         await self.app(scope, receive, send)
 
 
+class Timing:
+    """Records every HTTP request in ``relevo_http_request_seconds{method, route, status}``
+    (route = the matched path template, so ids never become label values)."""
+
+    def __init__(self, app, metrics_of):
+        self.app = app
+        self.metrics_of = metrics_of
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            metrics = self.metrics_of()
+            if metrics is not None:
+                route = scope.get("route")
+                path = getattr(route, "path", None) or "unmatched"
+                metrics.http_latency.labels(scope["method"], path, f"{status[0] // 100}xx").observe(
+                    time.perf_counter() - started)
+
+
 def create_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
     """Raises ``auth.AuthConfigError`` when API keys are required and none is configured."""
     owned = engine is None
@@ -79,6 +111,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
                 app.state.engine.metrics.errors.labels(code).inc()
 
         app.add_middleware(auth.ApiKeyAuth, keyring=keyring, on_reject=count_rejection)
+    app.add_middleware(Timing, metrics_of=lambda: getattr(getattr(app.state, "engine", None), "metrics", None))
 
     def eng(request: Request) -> Engine:
         """The engine serving this request: the key's tenant's, else the default one."""

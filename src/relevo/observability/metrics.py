@@ -7,7 +7,7 @@ import threading
 from collections import deque
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 FRESHNESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -62,6 +62,22 @@ class Metrics:
         )
         self.request_latency = Histogram(
             "relevo_request_seconds", "Engine latency by endpoint", ["endpoint"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.http_latency = Histogram(
+            "relevo_http_request_seconds", "HTTP latency by method, route template and status class",
+            ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.stage_latency = Histogram(
+            "relevo_stage_seconds", "Time in each stage of a streaming-tier decision", ["stage"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.reward_value = Summary(
+            "relevo_reward_value", "Rewards learned, by policy (sum / count = the policy's mean reward)", ["policy"],
+            registry=r,
+        )
+        self.affect_updates = Counter(
+            "relevo_affect_updates", "Emotion-signal updates applied (consented users only), by source", ["source"],
+            registry=r,
         )
         self.recommendations = Counter(
             "relevo_recommendations", "Recommendations served", ["tier", "policy"], registry=r

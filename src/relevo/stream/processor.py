@@ -280,6 +280,9 @@ class StreamProcessor:
                 state.abandoned_sessions += 1
             affect = behaviour.SessionAffect()
         behaviour.update(affect, event, self.behaviour_config, text.valence if text else None)
+        self.metrics.affect_updates.labels("behaviour").inc()
+        if text is not None:
+            self.metrics.affect_updates.labels("text").inc()
         if text is not None:
             affect.emotion = text.emotion
         state.affect = affect

@@ -100,6 +100,7 @@ class RewardJoiner:
         self.policy = policy
         self.config = config or JoinConfig()
         self.on_reward = on_reward  # e.g. experiment results; called after the commit
+        self.metrics = None  # observability.Metrics, set by the engine: reward value per policy
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Decision] = OrderedDict()
 
@@ -193,6 +194,10 @@ class RewardJoiner:
         return [*joined.markers, self.policy.doc_row()]
 
     def notify(self, joined: Joined) -> None:
+        if self.metrics is not None and joined.rewarded:
+            summary = self.metrics.reward_value.labels(self.policy.name)
+            for _, _, reward in joined.rewarded:
+                summary.observe(reward)
         if self.on_reward is not None:
             for decision, position, reward in joined.rewarded:
                 self.on_reward(decision, position, reward)

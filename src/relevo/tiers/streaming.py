@@ -21,6 +21,7 @@ from relevo.context.state import PREFERENCES_NS, USERS_NS, UserState
 from relevo.embeddings.streaming import unit
 from relevo.emotion import rerank
 from relevo.emotion.behaviour import SessionAffect
+from relevo.observability.metrics import Metrics
 from relevo.records import Decision, Recommendation, ScoredItem
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.protocol import VectorIndex
@@ -69,8 +70,10 @@ class StreamingTier:
         seed: int = 0,
         emotion: rerank.RerankConfig | None = None,
         consent_defaults: consent_registry.ConsentDefaults | None = None,
+        metrics: Metrics | None = None,
     ):
         self.consent_defaults = consent_defaults or consent_registry.ConsentDefaults()
+        self.metrics = metrics
         self.features = features
         self.index = index
         self.catalog = catalog
@@ -137,8 +140,16 @@ class StreamingTier:
             fallback=fallback,
             feature_names=list(FEATURES) if features else [],
         )
+        logged = time.perf_counter()
         self.decisions.append(decision)
+        self._stage("log", logged)
         return Recommendation(decision_id, decision.tier, items, round(latency_ms, 3), fallback)
+
+    def _stage(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        if self.metrics is not None:
+            self.metrics.stage_latency.labels(stage).observe(now - since)
+        return now
 
     def _preferences(self, user_id: str) -> dict[str, Any]:
         raw = self.features.get(PREFERENCES_NS, user_id)
@@ -152,6 +163,7 @@ class StreamingTier:
         return state.affect if allowed["emotion"] else None
 
     def _bandit(self, req, seed, user_vec, session_vec, exclude, predicate, prefs, now, affect=None):
+        t = time.perf_counter()
         ids: dict[str, None] = {}
         n_cand = req.candidates or self.candidates
         for query, k in ((user_vec, n_cand), (session_vec, n_cand // 2)):
@@ -159,6 +171,7 @@ class StreamingTier:
                 found, _ = self.index.search(query, k, exclude=exclude, allow=predicate)
                 ids.update(dict.fromkeys(found))
         cand = [i for i in ids if i in self.catalog]
+        t = self._stage("retrieve", t)
         if not cand:
             return [], []
         vectors = self.index.get_many(cand)
@@ -170,6 +183,7 @@ class StreamingTier:
             preference, now,
         )
         candidates = Candidates(cand, x)
+        t = self._stage("features", t)
         adjustment = None
         if affect is not None:
             adjustment = rerank.adjust(affect, x[:, 1], x[:, 3], self.catalog.valence[rows], self.emotion)
@@ -179,6 +193,7 @@ class StreamingTier:
             )
         else:
             slate = self.policy.policy.select(None, candidates, req.n, seed, exploration_scale=req.exploration_scale)
+        self._stage("bandit", t)
         items = []
         for pos, row in enumerate(slate.order.tolist()):
             items.append(
