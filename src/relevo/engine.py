@@ -32,6 +32,7 @@ from relevo.embeddings.streaming import StreamingConfig
 from relevo.errors import NotFound, ValidationError
 from relevo.experiments.service import ExperimentService
 from relevo.observability.metrics import Metrics
+from relevo.observability.tracing import make_tracer
 from relevo.personalizer.service import PersonalizerConfig, PersonalizerService
 from relevo.privacy import access, pii
 from relevo.records import ErasureReceipt, Event, Item, Recommendation
@@ -64,10 +65,14 @@ def _decode_item(raw: bytes, dim: int) -> tuple[Item, np.ndarray]:
 
 
 class Engine:
-    def __init__(self, settings: Settings | None = None, *, encoder: TextEncoder | None = None):
+    def __init__(self, settings: Settings | None = None, *, encoder: TextEncoder | None = None,
+                 span_exporter=None):
         self.settings = settings or Settings()
         self._encoder = encoder
         self.metrics = Metrics()
+        t = self.settings.tracing
+        self.tracer, self._tracer_provider = make_tracer(
+            t.otlp_endpoint, service_name=t.service_name, sample_ratio=t.sample_ratio, exporter=span_exporter)
         self._opened = False
         self._items_lock = threading.Lock()
 
@@ -133,7 +138,9 @@ class Engine:
             self.features, self.index, self.catalog, self.decisions, self.policy,
             candidates=s.recommend.candidates, session_gap_s=st.session_gap_s, seed=s.recommend.seed,
             emotion=self._rerank_config(), consent_defaults=self.consent_defaults, metrics=self.metrics,
+            tracer=self.tracer,
         )
+        self.processor.tracer = self.tracer
         self.processor.start()
         self._opened = True
         log.info("engine_opened", home=str(s.home), items=len(self.catalog))
@@ -226,6 +233,8 @@ class Engine:
             log.warning("index_snapshot_failed", error=repr(exc))
         for store in (self.events, self.features, self.decisions, self.models):
             store.close()
+        if self._tracer_provider is not None:
+            self._tracer_provider.shutdown()  # flushes the spans still batched
         self._opened = False
 
     def __enter__(self) -> "Engine":
@@ -322,6 +331,15 @@ class Engine:
     def recommend(self, request: RecommendRequest) -> Recommendation:
         if request.n < 1 or request.n > self.settings.recommend.max_n:
             raise ValidationError(f"n must be between 1 and {self.settings.recommend.max_n}", field="n")
+        with self.tracer.start_as_current_span("recommend") as span:
+            rec = self._recommend(request)
+            span.set_attribute("relevo.tier", rec.tier)
+            span.set_attribute("relevo.items", len(rec.items))
+            if rec.fallback:
+                span.set_attribute("relevo.fallback", rec.fallback)
+        return rec
+
+    def _recommend(self, request: RecommendRequest) -> Recommendation:
         started = time.perf_counter()
         assigned = self.experiments.assign(request.user_id)
         if assigned is not None:

@@ -96,6 +96,14 @@ class EmotionSettings(_Config):
     max_shift: float = Field(0.3, ge=0, le=1)
 
 
+class TracingSettings(_Config):
+    """OpenTelemetry: empty endpoint = no export (a no-op tracer)."""
+
+    otlp_endpoint: str = ""  # e.g. http://127.0.0.1:4318/v1/traces
+    service_name: str = "relevo"
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+
+
 class PrivacySettings(_Config):
     """What users are assumed to have agreed to when they have said nothing (the deployer's
     legal basis decides), and how personal data is kept."""
@@ -200,6 +208,7 @@ class Settings(BaseSettings):
     bandit: BanditSettings = BanditSettings()
     personalizer: PersonalizerSettings = PersonalizerSettings()
     privacy: PrivacySettings = PrivacySettings()
+    tracing: TracingSettings = TracingSettings()
     api: ApiSettings = ApiSettings()
     emotion: EmotionSettings = EmotionSettings()
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import structlog
+from opentelemetry import trace
 
 from relevo.bandits.persisted import PersistedPolicy
 from relevo.context import consent as consent_registry
@@ -90,6 +91,7 @@ class StreamProcessor:
         self.joiners = [joiner]  # every joiner whose windows the loop closes (engine + Personalizer)
         self.close_every_s = 1.0
         self._closed_at = 0.0
+        self.tracer = trace.NoOpTracer()  # the engine's tracer
         self.retention_s = 0.0  # decisions older than this are removed (0: kept); set by the engine
         self._expired_at = 0.0
         self.metrics = metrics
@@ -142,7 +144,11 @@ class StreamProcessor:
             try:
                 entries = self.log.read(GROUP, self.consumer, self.batch_size, self.poll_ms)
                 if entries:
-                    self.process(entries)
+                    with self.tracer.start_as_current_span("stream_batch") as span:
+                        result = self.process(entries)
+                        span.set_attribute("relevo.events", len(entries))
+                        span.set_attribute("relevo.applied", result.applied)
+                        span.set_attribute("relevo.rewards", result.rewards)
                     self.metrics.consumer_lag.set(self.log.lag(GROUP))
                 else:
                     self.metrics.consumer_lag.set(0)

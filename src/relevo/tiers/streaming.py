@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from opentelemetry import trace
 
 from relevo.bandits.base import Candidates
 from relevo.bandits.persisted import PersistedPolicy
@@ -71,9 +72,11 @@ class StreamingTier:
         emotion: rerank.RerankConfig | None = None,
         consent_defaults: consent_registry.ConsentDefaults | None = None,
         metrics: Metrics | None = None,
+        tracer: trace.Tracer | None = None,
     ):
         self.consent_defaults = consent_defaults or consent_registry.ConsentDefaults()
         self.metrics = metrics
+        self.tracer = tracer or trace.NoOpTracer()
         self.features = features
         self.index = index
         self.catalog = catalog
@@ -146,9 +149,14 @@ class StreamingTier:
         return Recommendation(decision_id, decision.tier, items, round(latency_ms, 3), fallback)
 
     def _stage(self, stage: str, since: float) -> float:
+        """Record the stage that ran from ``since`` (perf_counter) to now: its histogram and
+        a child span of the request's span. Returns now."""
         now = time.perf_counter()
         if self.metrics is not None:
             self.metrics.stage_latency.labels(stage).observe(now - since)
+        end_ns = time.time_ns()
+        span = self.tracer.start_span(stage, start_time=end_ns - int((now - since) * 1e9))
+        span.end(end_time=end_ns)
         return now
 
     def _preferences(self, user_id: str) -> dict[str, Any]:
