@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?= $(or $(RELEVO_DATA_DIR),$(wildcard ../shared/datasets))
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
@@ -20,7 +20,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/relevo demo $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 
-test: $(STAMP)
+# The dashboard's browser test drives Debian's chromium through chromedriver (no browser
+# download at run time). Installing them needs root (apt-get); CI runs as root.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "chromium / chromium-driver missing: run 'make browser' as root"; exit 1; fi; \
+	  echo "installing chromium and chromium-driver (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -341,7 +341,7 @@ class Engine:
 
     def _recommend(self, request: RecommendRequest) -> Recommendation:
         started = time.perf_counter()
-        assigned = self.experiments.assign(request.user_id)
+        assigned = None if request.preview else self.experiments.assign(request.user_id)
         if assigned is not None:
             exp, variant, config, _ = assigned
             request = dataclasses.replace(

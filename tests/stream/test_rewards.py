@@ -134,3 +134,20 @@ def test_engine_joins_events_and_feedback_and_closes_windows(make_engine, tmp_pa
     with pytest.raises(Exception, match="finite"):
         engine.feedback(rec.decision_id, shown[3], float("nan"))
     np.testing.assert_array_equal(engine.policy.policy.state_dict()["b"], engine.policy.policy.b)
+
+
+def test_preview_decisions_are_never_learned(make_engine, tmp_path):
+    from relevo.records import Item
+
+    engine = make_engine(home=tmp_path / "pv")
+    engine.add_items([Item(id=f"i{k}", title=f"Film number {k}", tags=["x"]) for k in range(30)])
+    engine.ingest([Event(user_id="u", item_id="i1", type="purchase")])
+    assert engine.wait_idle(10)
+    rec = engine.recommend(RecommendRequest("u", 5, preview=True))
+    assert engine.decisions.get(rec.decision_id).activated is False
+    engine.ingest([Event(user_id="u", item_id=rec.items[0].item_id, type="click", decision_id=rec.decision_id)])
+    assert engine.wait_idle(10)
+    assert engine.metrics.rewards.labels("inactive")._value.get() == 1
+    before = engine.policy.policy.n_updates
+    assert engine.close_windows(engine.decisions.get(rec.decision_id).created_at + 3601) == 0
+    assert engine.policy.policy.n_updates == before

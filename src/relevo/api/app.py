@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relevo import __version__
-from relevo.api import auth, errors, personalizer
+from relevo.api import auth, dashboard, errors, personalizer
 from relevo.api.schemas import ConsentIn, EventsIn, FeedbackIn, ItemsIn, PreferencesIn, RecommendIn
 from relevo.engine import Engine
 from relevo.errors import RelevoError
@@ -122,6 +122,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
 
     app.add_exception_handler(personalizer.PersonalizerError, lambda request, exc: personalizer.error_response(exc))
     app.include_router(personalizer.router(lambda request: eng(request).personalizer))
+    dashboard.install(app, eng)  # GET /dashboard, /v1/dashboard/..., the recent-users tap
 
     @app.post("/v1/items", tags=["items"])
     def add_items(body: ItemsIn, request: Request) -> Response:
@@ -183,7 +184,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     async def recommend(body: RecommendIn, request: Request) -> Response:
         rec = eng(request).recommend(
             RecommendRequest(body.user_id, body.n, body.context, body.filters, body.explain, body.tier,
-                             non_profiled=body.non_profiled)
+                             non_profiled=body.non_profiled, preview=body.preview)
         )
         return _json(rec.to_dict())
 

@@ -16,15 +16,15 @@ segment, ``/**`` the path and everything under it; the first matching rule wins:
 =========  ====================================================================================
 scope      routes
 =========  ====================================================================================
-(public)   GET /healthz
+(public)   GET /healthz, GET /dashboard (the page only: it holds no data)
 ingest     POST /v1/events, PUT /v1/users/{id}/preferences, PUT /v1/users/{id}/consent
 recommend  POST /v1/recommendations, Personalizer rank / reward / activate (single and multi-slot)
 either     POST /v1/feedback: recommend or ingest (an event with a decision_id is a reward too)
 erase      DELETE /v1/users/{id}
 admin      /v1/items/**, /v1/experiments/**, /v1/decisions/**, /v1/users/{id}/export/**,
            GET /v1/users/{id}/** (preferences, consent, any later read of a user's data),
-           GET /v1/stats, GET /metrics, Personalizer /configurations/** and /evaluations/**,
-           GET /openapi.json, /docs/**, /redoc
+           GET /v1/stats, GET /v1/dashboard/**, GET /metrics, Personalizer /configurations/** and
+           /evaluations/**, GET /openapi.json, /docs/**, /redoc
 =========  ====================================================================================
 
 A route no rule names needs ``admin`` (fail closed); ``tests/api/test_auth.py`` fails for
@@ -74,6 +74,7 @@ def _rule(methods: str, pattern: str, scopes: str) -> Rule:
 _P = PERSONALIZER_PREFIX
 RULES: tuple[Rule, ...] = (
     _rule("GET", "/healthz", ""),
+    _rule("GET", "/dashboard", ""),  # the page holds no data; its JSON needs admin
     _rule("POST", "/v1/events", "ingest"),
     _rule("PUT", "/v1/users/*/preferences", "ingest"),
     _rule("PUT", "/v1/users/*/consent", "ingest"),
@@ -93,6 +94,7 @@ RULES: tuple[Rule, ...] = (
     _rule("*", "/v1/items/**", "admin"),
     _rule("*", "/v1/experiments/**", "admin"),
     _rule("*", "/v1/decisions/**", "admin"),
+    _rule("GET", "/v1/dashboard/**", "admin"),
     _rule("GET", "/v1/stats", "admin"),
     _rule("GET", "/metrics", "admin"),
     _rule("GET", "/openapi.json", "admin"),

@@ -2,7 +2,8 @@
 
 Shows in the first minute what relevo does: items embedded on arrival, events applied
 within milliseconds (freshness), recommendations answered in milliseconds, and one user's
-recommendations changing as their events arrive. The API is served meanwhile.
+recommendations changing as their events arrive. The API and the live dashboard
+(``/dashboard``, opened in a browser with ``--open``) are served meanwhile.
 """
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ def run_demo(args) -> int:
         server = BackgroundServer(engine, args.host, port)
         server.start()
         console.print(f"API: http://{args.host}:{port}  (docs at /docs, metrics at /metrics)")
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.host, args.host)  # a wildcard is not browsable
+        dashboard_url = f"http://{f'[{host}]' if ':' in host else host}:{port}/dashboard"
+        console.print(f"dashboard: {dashboard_url}")
+        if getattr(args, "open", False):  # the page stays live: --open keeps serving after the replay
+            import webbrowser
+
+            webbrowser.open(dashboard_url)
         console.print("API keys: off for this local demo (`relevo serve` requires them: `relevo keys new`)")
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             console.print(f"[bold red]warning:[/] {args.host} is not loopback: anyone who reaches it can use the API")
@@ -73,7 +81,7 @@ def run_demo(args) -> int:
         if sample_user:
             _show_shift(console, engine, sample_user)
         _summary(console, engine)
-        if server is not None and args.keep_serving:
+        if server is not None and (args.keep_serving or getattr(args, "open", False)):
             console.print("serving; Ctrl-C to stop")
             while True:
                 time.sleep(1)

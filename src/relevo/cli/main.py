@@ -361,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000, help="API port; a busy port is replaced by a free one")
     demo.add_argument("--no-serve", action="store_true", help="do not start the HTTP API")
     demo.add_argument("--keep-serving", action="store_true", help="keep serving after the replay until Ctrl-C")
+    demo.add_argument("--open", action="store_true", help="open the dashboard in a browser and keep serving")
     demo.add_argument("--home", help="state folder (default RELEVO_HOME/demo; reset at each run)")
     demo.set_defaults(func=cmd_demo)
 

@@ -49,6 +49,9 @@ class RecommendRequest:
     # True: answer without the user's history (popularity and the request's filters only),
     # whatever their consent; the EU DSA Art. 38 option
     non_profiled: bool = False
+    # True: not shown to the user (a dashboard or QA look): logged with activated=False, so
+    # no reward (default or explicit) is learned from it and no experiment exposure counts
+    preview: bool = False
 
 
 def derived_seed(base_seed: int, user_id: str, decision_id: str) -> int:
@@ -141,6 +144,7 @@ class StreamingTier:
             variant=req.variant,
             consent=allowed,
             fallback=fallback,
+            activated=not req.preview,
             feature_names=list(FEATURES) if features else [],
         )
         logged = time.perf_counter()
