@@ -43,7 +43,7 @@ from relevo.settings import Settings
 from relevo.storage.protocols import AppendResult
 from relevo.storage.registry import open_store
 from relevo.stream.processor import GROUP, StreamProcessor, strip_profile
-from relevo.stream.rewards import REWARDS_NS, JoinConfig, Outcome, RewardJoiner
+from relevo.stream.rewards import REWARDS_NS, JoinConfig, Outcome, RewardJoiner, marker_key
 from relevo.tiers.features import FEATURES, PRIOR_MEAN
 from relevo.tiers.streaming import RecommendRequest, StreamingTier
 
@@ -367,8 +367,10 @@ class Engine:
     def feedback(self, decision_id: str, item_id: str, reward: float, at: float | None = None) -> str:
         """Join an explicit reward to an item of a logged decision (RewardJoiner rules).
         Returns "joined", "duplicate" (already rewarded) or "late" (window closed)."""
-        if not math.isfinite(reward):
-            raise ValidationError("reward must be a finite number", field="reward")
+        if not math.isfinite(reward) or not 0.0 <= reward <= 1.0:
+            raise ValidationError("reward must be a number from 0 to 1", field="reward")
+        if self.settings.bandit.policy == "logistic_ts" and reward not in (0.0, 1.0):
+            raise ValidationError("with the logistic_ts policy a reward is 0 or 1", field="reward")
         decision = self.decisions.get(decision_id)
         if decision is None:
             raise NotFound(f"no decision {decision_id!r}", field="decision_id")
@@ -379,9 +381,11 @@ class Engine:
                                   field="decision_id", code="not_learnable")
         outcome = Outcome(decision_id, item_id, float(reward), time.time() if at is None else at, "feedback")
         with self.policy.lock:
-            joined = self.joiner.join([outcome])
+            with self.policy.transaction():
+                joined = self.joiner.join([outcome])
+                if joined.rewards:
+                    self.features.put_many(self.joiner.learn(joined))
             if joined.rewards:
-                self.features.put_many(self.joiner.learn(joined))
                 self.policy.maybe_snapshot()
         self.joiner.notify(joined)
         status = joined.status[0]
@@ -444,10 +448,13 @@ class Engine:
         Aggregates are kept and are not personal data: item popularity counters and the
         bandit posterior (sums over all users' rewards, from which no single user's events
         can be read back)."""
-        with self.processor.write_lock:
+        # the write lock stops an in-flight batch from writing the user back; the policy lock
+        # stops a concurrent feedback from re-creating a reward marker through a cached decision
+        with self.processor.write_lock, self.policy.lock:
             self.processor.erased_users.add(user_id)
             decisions = self.decisions.for_user(user_id, limit=1_000_000)
-            markers = [(REWARDS_NS, f"{d.decision_id}:{i.item_id}") for d in decisions for i in d.items]
+            self.joiner.forget(d.decision_id for d in decisions)
+            markers = [(REWARDS_NS, marker_key(d.decision_id, i.item_id)) for d in decisions for i in d.items]
             own = {ns: self.features.erase([(ns, user_id)]) > 0
                    for ns in (USERS_NS, PREFERENCES_NS, consent_registry.CONSENT_NS)}
             receipt = ErasureReceipt(

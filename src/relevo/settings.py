@@ -69,6 +69,15 @@ class BanditSettings(_Config):
     examination: tuple[float, ...] = (1.0,)  # per-position examination probabilities
     refresh_every: int = Field(64, ge=1)
 
+    @model_validator(mode="after")
+    def _default_reward_fits_policy(self):
+        d = self.default_reward
+        if d is not None and not 0.0 <= d <= 1.0:
+            raise ValueError("default_reward must be from 0 to 1 (or null)")
+        if self.policy == "logistic_ts" and d not in (None, 0.0, 1.0):
+            raise ValueError("with the logistic_ts policy default_reward must be 0, 1 or null")
+        return self
+
 
 class PersonalizerSettings(_Config):
     """The Azure Personalizer-compatible endpoints (/personalizer/v1.0)."""

@@ -231,3 +231,22 @@ def test_nan_reward_is_refused_and_posterior_survives_restart(make_engine, tmp_p
     again = make_engine(home=home)
     assert again.personalizer.policy.policy.state_dict() == state
     assert again.personalizer.policy.policy.n_updates == 1
+
+
+def test_multislot_reward_is_all_or_nothing(client, engine):
+    body = copy.deepcopy(DOC_MULTISLOT) | {"eventId": "ms-atomic"}
+    assert client.post(f"{P}/multislot/rank", json=body).status_code == 201
+    mixed = {"reward": [{"slotId": "Main Article", "value": 1}, {"slotId": "Nope", "value": 1}]}
+    assert client.post(f"{P}/multislot/events/ms-atomic/reward", json=mixed).status_code == 400
+    too_big = {"reward": [{"slotId": "Main Article", "value": 1}, {"slotId": "Side Bar", "value": 50}]}
+    assert client.post(f"{P}/multislot/events/ms-atomic/reward", json=too_big).status_code == 400
+    assert engine.personalizer.policy.policy.n_updates == 0  # nothing half-applied
+
+
+def test_concurrent_ranks_with_one_event_id_conflict(client, engine):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = copy.deepcopy(DOC_RANK) | {"eventId": "race-1"}
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: client.post(f"{P}/rank", json=body).status_code, range(8)))
+    assert sorted(codes) == [201] + [409] * 7

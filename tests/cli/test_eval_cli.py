@@ -14,6 +14,7 @@ import pytest
 from relevo.cli.main import main
 from relevo.records import Decision, ScoredItem
 from relevo.settings import Settings
+from relevo.stream.rewards import marker_key
 from relevo.storage.registry import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,7 +125,7 @@ def home(tmp_path, monkeypatch) -> Path:
     ]
     for d in rows:
         decisions.append(d)
-    features.put_many([("rewards", "o1:c", b"1.0"),
+    features.put_many([("rewards", marker_key("o1", "c"), b"1.0"),
                        ("models", "linear_ts", orjson.dumps({"state": {}, "closed_through": closed, "version": 3}))])
     decisions.close()
     features.close()

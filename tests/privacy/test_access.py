@@ -95,7 +95,8 @@ def test_deployment_defaults_apply_until_a_user_chooses(make_engine, tmp_path):
 def test_export_holds_everything_stored_about_the_user(engine):
     engine.put_preferences("horror_fan", {"liked_tags": ["Horror"]})
     engine.put_consent("horror_fan", {"emotion": True})
-    rec = engine.recommend(RecommendRequest("horror_fan", 3))
+    rec = engine.recommend(RecommendRequest("horror_fan", 3, context={"page": "home"}))
+    engine.feedback(rec.decision_id, rec.items[0].item_id, 1.0)
     doc = engine.export_user("horror_fan")
     orjson.dumps(doc)  # machine-readable as it stands
     assert doc["format"] == "relevo-export/1" and doc["counts"] == {"events": 3, "decisions": 1}
@@ -105,6 +106,7 @@ def test_export_holds_everything_stored_about_the_user(engine):
     assert doc["consent"]["recorded"]["emotion"] is True and doc["consent"]["in_force"]["personalization"] is True
     [audit] = doc["decisions"]
     assert audit["decision_id"] == rec.decision_id
+    assert audit["context"] == {"page": "home"} and audit["rewards"] == [1.0, None, None]  # open window
     assert "cartoon_fan" not in orjson.dumps(doc).decode()
     engine.erase_user("horror_fan")
     empty = engine.export_user("horror_fan")

@@ -75,3 +75,13 @@ def test_expire_removes_old_decisions_everywhere(decision_log):
     assert [d.decision_id for d in log.between(0.0, 5000.0)] == ["d2", "d3"]
     assert sorted(d.decision_id for d in log.for_user("u1")) == ["d2", "d3"]
     assert log.expire(1002.0) == 0
+
+
+def test_erase_finds_every_decision_of_a_heavy_user(decision_log):
+    log = decision_log.store
+    for i in range(1205):
+        log.append(decision(i, user="heavy"))
+    log.append(decision(5000, user="other"))
+    assert len(log.for_user("heavy", limit=10)) == 10
+    assert log.erase_user("heavy") == 1205
+    assert [d.user_id for d in log.between(0.0, 1e9)] == ["other"]

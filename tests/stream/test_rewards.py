@@ -10,7 +10,7 @@ from relevo.bandits.linear_ts import LinearTS, LinTSConfig
 from relevo.bandits.persisted import PersistedPolicy
 from relevo.records import Decision, Event, ScoredItem
 from relevo.storage.memory import MemoryDecisionLog, MemoryFeatureStore, MemoryModelStore
-from relevo.stream.rewards import REWARDS_NS, JoinConfig, Outcome, RewardJoiner
+from relevo.stream.rewards import REWARDS_NS, JoinConfig, Outcome, RewardJoiner, marker_key
 from relevo.tiers.streaming import RecommendRequest
 
 T0 = 1_000_000.0
@@ -64,7 +64,7 @@ def test_join_classifies_and_learns_once(joiner):
     state = joiner.policy.policy.state_dict()
     again = run(joiner, [Outcome("d1", "a", 1.0, T0 + 5)])  # redelivered: a marker exists
     assert again.status == ["duplicate"] and joiner.policy.policy.state_dict() == state
-    assert joiner.features.get(REWARDS_NS, "d1:a") == b"1.0"
+    assert joiner.features.get(REWARDS_NS, marker_key("d1", "a")) == b"1.0"
 
 
 def test_close_gives_default_rewards_once_and_drops_markers(joiner):
@@ -80,7 +80,7 @@ def test_close_gives_default_rewards_once_and_drops_markers(joiner):
     assert {d.decision_id: d.rewards for d in settled} == {"d1": [0.0, 1.0, 0.0], "deferred": [None, None, None]}
     assert [(d.decision_id, p) for d, p, _ in closed.rewarded] == [("d1", 0), ("d1", 2)]
     assert joiner.policy.closed_through == T0 + 50
-    assert joiner.features.get(REWARDS_NS, "d1:b") is None  # markers of closed decisions are gone
+    assert joiner.features.get(REWARDS_NS, marker_key("d1", "b")) is None  # markers of closed decisions are gone
     # a reward for a closed decision is late even though its marker was dropped
     assert run(joiner, [Outcome("d1", "b", 1.0, T0 + 10)]).status == ["late"]
     with joiner.policy.lock:
@@ -131,8 +131,9 @@ def test_engine_joins_events_and_feedback_and_closes_windows(make_engine, tmp_pa
     assert engine.feedback(rec.decision_id, shown[3], 1.0) == "late"
     # the decision log now holds each shown item's final reward
     assert engine.decisions.get(rec.decision_id).rewards == [1.0, 0.0, 0.5, 0.0, 0.0]
-    with pytest.raises(Exception, match="finite"):
-        engine.feedback(rec.decision_id, shown[3], float("nan"))
+    for bad in (float("nan"), 7.0, -1.0):  # one caller must not swamp the shared posterior
+        with pytest.raises(Exception, match="from 0 to 1"):
+            engine.feedback(rec.decision_id, shown[3], bad)
     np.testing.assert_array_equal(engine.policy.policy.state_dict()["b"], engine.policy.policy.b)
 
 
@@ -151,3 +152,38 @@ def test_preview_decisions_are_never_learned(make_engine, tmp_path):
     before = engine.policy.policy.n_updates
     assert engine.close_windows(engine.decisions.get(rec.decision_id).created_at + 3601) == 0
     assert engine.policy.policy.n_updates == before
+
+
+def test_a_failed_write_does_not_make_a_retry_learn_twice(make_engine, tmp_path, monkeypatch):
+    """The posterior in memory goes back to the committed one when its write fails, so the
+    retried feedback and the redelivered batch are learned exactly once."""
+    from relevo.records import Item
+
+    engine = make_engine(home=tmp_path / "fail")
+    engine.add_items([Item(id=f"i{k}", title=f"Film number {k}", tags=["x"]) for k in range(30)])
+    engine.ingest([Event(user_id="u", item_id="i1", type="purchase")])
+    assert engine.wait_idle(10)
+    rec = engine.recommend(RecommendRequest("u", 5))
+    shown = [s.item_id for s in rec.items]
+    committed = engine.policy.policy.state_dict()
+    real_put_many = engine.features.put_many
+    failures = {"left": 1}
+
+    def flaky(rows):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("store unavailable")
+        return real_put_many(rows)
+
+    monkeypatch.setattr(engine.features, "put_many", flaky)
+    with pytest.raises(ConnectionError):
+        engine.feedback(rec.decision_id, shown[0], 1.0)
+    assert engine.policy.policy.state_dict() == committed  # rolled back
+    assert engine.feedback(rec.decision_id, shown[0], 1.0) == "joined"  # the retry
+    assert engine.policy.policy.n_updates == committed["n_updates"] + 1
+    # the stream path: a batch whose write fails is redelivered and learned once
+    failures["left"] = 1
+    engine.ingest([Event(user_id="u", item_id=shown[1], type="click", decision_id=rec.decision_id)])
+    assert engine.wait_idle(15)
+    assert engine.policy.policy.n_updates == committed["n_updates"] + 2
+    assert engine.processor.last_error is not None and "store unavailable" in engine.processor.last_error

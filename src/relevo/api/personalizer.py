@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from relevo.personalizer.service import PersonalizerError, PersonalizerService, bad
+from relevo.personalizer.service import PersonalizerError, PersonalizerService, bad, reward_value
 
 __all__ = ["PersonalizerError", "error_response", "router"]
 
@@ -76,14 +76,23 @@ def router(service_of) -> APIRouter:
         for i, item in enumerate(rewards):
             if not isinstance(item, dict) or not isinstance(item.get("slotId"), str) or "value" not in item:
                 raise bad(f"reward[{i}] must be an object with slotId and value", f"reward[{i}]")
-        for item in rewards:
-            service.reward(event_id, item["value"], slot_id=item["slotId"])
+            if isinstance(item["value"], bool) or not isinstance(item["value"], (int, float)):
+                raise bad(f"reward[{i}].value must be a number", f"reward[{i}].value")
+
+        def apply() -> None:  # all slots and values are checked before any reward is learned
+            for item in rewards:
+                reward_value(item["value"])
+            service.check_slots(event_id, [item["slotId"] for item in rewards])
+            for item in rewards:
+                service.reward(event_id, item["value"], slot_id=item["slotId"])
+
+        await run_in_threadpool(apply)
         return Response(status_code=204)
 
     @r.post("/events/{event_id}/activate", status_code=204)
     @r.post("/multislot/events/{event_id}/activate", status_code=204)
     async def activate(event_id: str, request: Request) -> Response:
-        svc(request).activate(event_id)
+        await run_in_threadpool(svc(request).activate, event_id)
         return Response(status_code=204)
 
     @r.get("/configurations/service")

@@ -53,9 +53,11 @@ class BetaTS(SamplingPolicy):
             with self._lock:
                 new = [i for i in new if i not in self.index]
                 start = len(self.index)
-                self.index.update((arm, start + j) for j, arm in enumerate(new))
+                # arrays grow first, the index is published last: a concurrent reader that
+                # sees an arm always finds its row
                 self.alpha = np.concatenate([self.alpha, np.full(len(new), self.config.prior_alpha)])
                 self.beta = np.concatenate([self.beta, np.full(len(new), self.config.prior_beta)])
+                self.index.update((arm, start + j) for j, arm in enumerate(new))
         return np.fromiter((self.index[i] for i in ids), dtype=np.int64, count=len(ids))
 
     def reset_arm(self, arm: str) -> None:

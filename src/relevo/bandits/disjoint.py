@@ -59,13 +59,13 @@ class DisjointLinTS(SamplingPolicy):
                     raise ValueError(f"more than {self.config.max_arms} arms: use linear_ts (shared model) instead")
                 d, lam = self.config.context_dim, self.config.lam
                 start = len(self.index)
-                self.index.update((arm, start + j) for j, arm in enumerate(new))
                 eye = np.broadcast_to(np.eye(d), (len(new), d, d))
                 self.A = np.concatenate([self.A, lam * eye])
                 self.A_inv = np.concatenate([self.A_inv, eye / lam])
                 self.b = np.concatenate([self.b, np.zeros((len(new), d))])
                 self.mu = np.concatenate([self.mu, np.zeros((len(new), d))])
                 self.since_refresh = np.concatenate([self.since_refresh, np.zeros(len(new), dtype=np.int64)])
+                self.index.update((arm, start + j) for j, arm in enumerate(new))  # published last
         return np.fromiter((self.index[i] for i in ids), dtype=np.int64, count=len(ids))
 
     def _rows(self, context, candidates: Candidates) -> np.ndarray:

@@ -11,6 +11,7 @@ goes to the ModelStore.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 import orjson
@@ -40,15 +41,36 @@ class PersistedPolicy:
         self.version = 0
         self._since_snapshot = 0
         self.lock = threading.Lock()
+        self._initial = policy.state_dict()
+        self.stale = False  # True: memory may hold uncommitted learning; reload before use
 
     def load(self) -> None:
         raw = self.features.get(MODELS_NS, self.name)
         if raw is None:
+            self.policy.load_state_dict(self._initial)
+            self.closed_through, self.version = 0.0, 0
             return
         doc = orjson.loads(raw)
         self.policy.load_state_dict(doc["state"])
         self.closed_through = float(doc.get("closed_through", 0.0))
         self.version = int(doc.get("version", 0))
+
+    @contextmanager
+    def transaction(self):
+        """Wrap in-memory learning and the write that persists it (caller holds ``lock``).
+        If the write fails, memory goes back to the last committed document, so the
+        redelivered or retried rewards are learned once, not twice."""
+        if self.stale:
+            self.load()
+            self.stale = False
+        try:
+            yield
+        except BaseException:
+            try:
+                self.load()
+            except Exception:  # the store is down too: reload before the next use
+                self.stale = True
+            raise
 
     def doc_row(self) -> tuple[str, str, bytes]:
         doc = {"state": self.policy.state_dict(), "closed_through": self.closed_through, "version": self.version}

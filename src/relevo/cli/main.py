@@ -230,7 +230,7 @@ def _eval_decisions(args) -> dict:
     from relevo.bandits.evaluation import decisions_to_log, on_policy_value
     from relevo.bandits.persisted import MODELS_NS
     from relevo.errors import RelevoError
-    from relevo.stream.rewards import REWARDS_NS
+    from relevo.stream.rewards import REWARDS_NS, marker_key
 
     try:
         settings = _settings(args)
@@ -272,7 +272,7 @@ def _eval_decisions(args) -> dict:
         rewards = {(d.decision_id, item.item_id): r for d in chosen if d.rewards is not None
                    for item, r in zip(d.items, d.rewards) if r is not None}
         keys = [(d.decision_id, item.item_id) for d in chosen if d.rewards is None for item in d.items]
-        raw = features.get_many(REWARDS_NS, [f"{d}:{i}" for d, i in keys]) if keys else []
+        raw = features.get_many(REWARDS_NS, [marker_key(d, i) for d, i in keys]) if keys else []
         rewards.update({k: float(v.decode()) for k, v in zip(keys, raw) if v is not None})
         try:
             log, _ = decisions_to_log(chosen, rewards, default_reward=b.default_reward)

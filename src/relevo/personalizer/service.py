@@ -40,11 +40,10 @@ from relevo.bandits.persisted import PersistedPolicy
 from relevo.personalizer.featurize import hash_features
 from relevo.records import Decision, ScoredItem
 from relevo.storage.protocols import DecisionLog, FeatureStore, ModelStore
-from relevo.stream.rewards import JoinConfig, Outcome, RewardJoiner
+from relevo.stream.rewards import REWARDS_NS, JoinConfig, Outcome, RewardJoiner, marker_key
 
 POLICY_NAME = "personalizer"
 STATE_NS = "personalizer"
-REWARD_LOG_NS = "personalizer_rewards"  # final reward per event and slot, for offline evaluation
 USER = "~personalizer"  # Personalizer events carry no user id
 MODES = ("Online", "Apprentice")
 
@@ -115,6 +114,8 @@ class PersonalizerService:
         self.joiner = RewardJoiner(decisions, features, self.policy, JoinConfig(c.reward_wait_s, c.default_reward),
                                    on_reward=self._on_reward)
         self._lock = threading.Lock()
+        self._claim_lock = threading.Lock()
+        self._claimed: set[str] = set()
         self.state = self._load_state()
 
     # -- state ---------------------------------------------------------------------------
@@ -157,16 +158,19 @@ class PersonalizerService:
         actions = _actions(body.get("actions"), self.config.max_actions)
         ids = [a["id"] for a in actions]
         excluded = _excluded(body.get("excludedActions"), ids, "excludedActions")
-        event_id = self._new_event_id(body.get("eventId"))
         eligible = [i for i in ids if i not in excluded]
         if not eligible:
             raise bad("every action is excluded; at least one must be rankable", "excludedActions")
         context = _context(body.get("contextFeatures"))
-        slot = SlotRequest("", ids[0] if ids[0] in eligible else eligible[0], [], tuple(excluded))
-        choice = self._choose(event_id, context, actions, eligible, slot, 0)
+        event_id = self._new_event_id(body.get("eventId"))
+        try:
+            slot = SlotRequest("", ids[0] if ids[0] in eligible else eligible[0], [], tuple(excluded))
+            choice = self._choose(event_id, context, actions, eligible, slot, 0)
+            self._log(event_id, [choice], body, bool(body.get("deferActivation", False)))
+        finally:
+            self._release(event_id)
         ranking = [{"id": a, "probability": round(choice["pmf"].get(a, 0.0), 6)} for a in choice["order"]]
         ranking += [{"id": a, "probability": 0.0} for a in ids if a in excluded]
-        self._log(event_id, [choice], body, bool(body.get("deferActivation", False)))
         return {"ranking": ranking, "eventId": event_id, "rewardActionId": choice["action"]}
 
     def multislot_rank(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -175,30 +179,41 @@ class PersonalizerService:
         slots = _slots(body.get("slots"), ids)
         if len(slots) > len(ids):
             raise bad("there are more slots than actions", "slots")
-        event_id = self._new_event_id(body.get("eventId"))
         context = _context(body.get("contextFeatures"))
-        used: set[str] = set()
-        choices = []
-        for position, slot in enumerate(slots):
-            eligible = [i for i in ids if i not in used and i not in slot.excluded]
-            if not eligible:
-                raise bad(f"no action is left for slot {slot.id!r}", "slots")
-            choice = self._choose(event_id, context + slot.features + [{"_slot": slot.id}], actions, eligible, slot,
-                                  position)
-            used.add(choice["action"])
-            choices.append(choice)
-        self._log(event_id, choices, body, bool(body.get("deferActivation", False)), slots=slots)
+        event_id = self._new_event_id(body.get("eventId"))
+        try:
+            used: set[str] = set()
+            choices = []
+            for position, slot in enumerate(slots):
+                eligible = [i for i in ids if i not in used and i not in slot.excluded]
+                if not eligible:
+                    raise bad(f"no action is left for slot {slot.id!r}", "slots")
+                choice = self._choose(event_id, context + slot.features + [{"_slot": slot.id}], actions, eligible,
+                                      slot, position)
+                used.add(choice["action"])
+                choices.append(choice)
+            self._log(event_id, choices, body, bool(body.get("deferActivation", False)), slots=slots)
+        finally:
+            self._release(event_id)
         return {"slots": [{"id": s.id, "rewardActionId": c["action"]} for s, c in zip(slots, choices)],
                 "eventId": event_id}
 
     def _new_event_id(self, given: Any) -> str:
+        """A fresh id, or the caller's, claimed until its decision is logged (``_release``):
+        two concurrent ranks with one eventId cannot both pass the check."""
         if given is None:
             return uuid.uuid4().hex
         if not isinstance(given, str) or not 1 <= len(given) <= 256:
             raise bad("eventId must be a string of 1 to 256 characters", "eventId")
-        if self.decisions.get(given) is not None:
-            raise PersonalizerError(409, "Conflict", f"eventId {given!r} was already used", "eventId")
+        with self._claim_lock:
+            if given in self._claimed or self.decisions.get(given) is not None:
+                raise PersonalizerError(409, "Conflict", f"eventId {given!r} was already used", "eventId")
+            self._claimed.add(given)
         return given
+
+    def _release(self, event_id: str) -> None:
+        with self._claim_lock:
+            self._claimed.discard(event_id)
 
     def _choose(self, event_id, context, actions, eligible, slot: SlotRequest, position: int) -> dict[str, Any]:
         c = self.config
@@ -252,8 +267,15 @@ class PersonalizerService:
 
     # -- reward / activate -------------------------------------------------------------------
 
+    def check_slots(self, event_id: str, slot_ids: list[str]) -> None:
+        """Refuse a multi-slot reward naming a slot the event does not have, before any is learned."""
+        slots = self._decision(event_id).context.get("personalizer", {}).get("slots") or []
+        for sid in slot_ids:
+            if sid not in slots:
+                raise bad(f"slot {sid!r} was not part of event {event_id!r}", "slotId")
+
     def reward(self, event_id: str, value: Any, slot_id: str | None = None) -> str:
-        reward = _reward_value(value)
+        reward = reward_value(value)
         decision = self._decision(event_id)
         slots = decision.context.get("personalizer", {}).get("slots")
         if slot_id is None:
@@ -266,9 +288,11 @@ class PersonalizerService:
             position = slots.index(slot_id)
         outcome = Outcome(event_id, decision.items[position].item_id, reward, time.time(), "feedback")
         with self.policy.lock:
-            joined = self.joiner.join([outcome])
+            with self.policy.transaction():
+                joined = self.joiner.join([outcome])
+                if joined.rewards:
+                    self.features.put_many(self.joiner.learn(joined))
             if joined.rewards:
-                self.features.put_many(self.joiner.learn(joined))
                 self.policy.maybe_snapshot()
         self.joiner.notify(joined)
         return joined.status[0]
@@ -308,8 +332,12 @@ class PersonalizerService:
             info = d.context.get("personalizer")
             if d.policy != POLICY_NAME or not d.activated or not info or info.get("slots"):
                 continue
-            raw = self.features.get(REWARD_LOG_NS, f"{d.decision_id}:0")
-            if raw is not None:
+            if d.rewards is not None:  # settled: the final reward is in the decision
+                if d.rewards and d.rewards[0] is not None:
+                    events.append((d, info, float(d.rewards[0])))
+                continue
+            raw = self.features.get(REWARDS_NS, marker_key(d.decision_id, d.items[0].item_id))
+            if raw is not None:  # still in its window, already rewarded
                 events.append((d, info, float(raw)))
         if not events:
             raise PersonalizerError(422, "NoEvents", "no rewarded single-slot events in this time range", "startTime")
@@ -356,7 +384,6 @@ class PersonalizerService:
     # -- apprentice evaluation -------------------------------------------------------------
 
     def _on_reward(self, decision: Decision, position: int, reward: float) -> None:
-        self.features.put(REWARD_LOG_NS, f"{decision.decision_id}:{position}", repr(reward).encode())
         info = decision.context.get("personalizer", {})
         if info.get("mode") != "Apprentice":
             return
@@ -462,9 +489,11 @@ def _duration(seconds: float) -> str:
     return f"PT{whole // 3600}H{(whole % 3600) // 60}M{whole % 60}S"
 
 
-def _reward_value(value: Any) -> float:
+def reward_value(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
         raise bad("value must be a finite number", "value")
+    if not -1.0 <= float(value) <= 1.0:  # one caller must not swamp the shared model
+        raise bad("value must be between -1 and 1", "value")
     return float(value)
 
 

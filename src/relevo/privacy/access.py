@@ -26,6 +26,7 @@ from relevo.context import consent as consent_registry
 from relevo.context.state import PREFERENCES_NS, USERS_NS, UserState
 from relevo.records import Decision
 from relevo.storage.protocols import DecisionLog, EventLog, FeatureStore
+from relevo.stream.rewards import REWARDS_NS, marker_key
 
 EXPORT_FORMAT = "relevo-export/1"
 
@@ -92,6 +93,13 @@ def export_user(
     prefs = features.get(PREFERENCES_NS, user_id)
     made = sorted(decisions.for_user(user_id, limit=1_000_000), key=lambda d: d.created_at)
     logged = events.for_user(user_id)
+    # rewards of decisions still inside their attribution window live in reward markers
+    open_keys = [(d, k, marker_key(d.decision_id, item.item_id)) for d in made if d.rewards is None
+                 for k, item in enumerate(d.items)]
+    marked = features.get_many(REWARDS_NS, [key for _, _, key in open_keys]) if open_keys else []
+    pending: dict[str, list] = {}
+    for (d, k, _), raw in zip(open_keys, marked):
+        pending.setdefault(d.decision_id, [None] * len(d.items))[k] = float(raw) if raw is not None else None
     return {
         "format": EXPORT_FORMAT,
         "user_id": user_id,
@@ -104,6 +112,11 @@ def export_user(
             "in_force": consent.resolved(defaults),
             "updated_at": consent.updated_at or None,
         },
-        "decisions": [audit_record(d, model=model, retention_days=retention_days) for d in made],
+        "decisions": [
+            {**audit_record(d, model=model, retention_days=retention_days),
+             "context": d.context,  # what the application sent with the request
+             "rewards": d.rewards if d.rewards is not None else pending.get(d.decision_id)}
+            for d in made
+        ],
         "counts": {"events": len(logged), "decisions": len(made)},
     }

@@ -7,7 +7,8 @@ Key layout (single Redis; the scale-out issue adds partitions and cluster hash t
 - ``{prefix}eu:{user_id}``      set of "event id<TAB>stream id" of the user's events (erasure)
 - ``{prefix}f:{ns}:{key}``      feature document (string)
 - ``{prefix}d:{decision_id}``   decision JSON (string, TTL = decision retention)
-- ``{prefix}du:{user_id}``      list of the user's decision ids, newest first, capped
+- ``{prefix}dz:{user_id}``      sorted set decision id -> created_at, the user's decisions
+                                within the retention TTL (uncapped, so erasure finds all)
 - ``{prefix}dt``                sorted set decision id -> created_at (time-range reads)
 - ``{prefix}m:{name}``          hash {version, blob}: latest model snapshot
 
@@ -44,16 +45,17 @@ return dups
 """
 
 
-# Stores a decision body; indexes its id (user list, time set) only the first time.
-# KEYS: body key, user list key, time set key. ARGV: body, ttl, per-user cap, id, created_at.
+# Stores a decision body; indexes its id (user set, time set) only the first time. The
+# user's set drops ids older than the TTL as it grows (their bodies have expired).
+# KEYS: body key, user set key, time set key. ARGV: body, ttl, id, created_at.
 _APPEND_DECISION = """
 local existed = redis.call('EXISTS', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 if existed == 0 then
-  redis.call('LPUSH', KEYS[2], ARGV[4])
-  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[4]) - tonumber(ARGV[2])))
   redis.call('EXPIRE', KEYS[2], ARGV[2])
-  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 end
 return existed
 """
@@ -243,35 +245,40 @@ class RedisFeatureStore(_RedisStore):
 
 
 class RedisDecisionLog(_RedisStore):
-    def __init__(self, client: redis.Redis, prefix: str = "relevo:", ttl_s: int = 30 * 86400, per_user: int = 1000):
+    def __init__(self, client: redis.Redis, prefix: str = "relevo:", ttl_s: int = 30 * 86400):
         super().__init__(client, prefix)
         self.ttl_s = ttl_s
-        self.per_user = per_user
         self._append = self.r.register_script(_APPEND_DECISION)
 
+    def _user_key(self, user_id: str) -> str:
+        return f"{self.prefix}dz:{user_id}"
+
     def append(self, decision: Decision) -> None:
-        keys = [f"{self.prefix}d:{decision.decision_id}", f"{self.prefix}du:{decision.user_id}", f"{self.prefix}dt"]
-        args = [encode_decision(decision), self.ttl_s, self.per_user, decision.decision_id, repr(decision.created_at)]
+        keys = [f"{self.prefix}d:{decision.decision_id}", self._user_key(decision.user_id), f"{self.prefix}dt"]
+        args = [encode_decision(decision), self.ttl_s, decision.decision_id, repr(decision.created_at)]
         self._append(keys=keys, args=args)
 
     def between(self, start: float, end: float, limit: int = 10_000) -> list[Decision]:
+        """Up to ``limit`` live decisions: ids whose bodies expired (TTL) are dropped from
+        the time index as they are met and the range is read again, so a short answer
+        always means the range is exhausted."""
         time_key = f"{self.prefix}dt"
-        # ids whose bodies expired (retention) are dropped from the time index as met
-        ids = self.r.zrangebyscore(time_key, start, f"({end!r}", start=0, num=limit)
-        if not ids:
-            return []
-        raws = self.r.mget([f"{self.prefix}d:{i.decode()}" for i in ids])
-        gone = [i for i, raw in zip(ids, raws) if raw is None]
-        if gone:
+        while True:
+            ids = self.r.zrangebyscore(time_key, start, f"({end!r}", start=0, num=limit)
+            if not ids:
+                return []
+            raws = self.r.mget([f"{self.prefix}d:{i.decode()}" for i in ids])
+            gone = [i for i, raw in zip(ids, raws) if raw is None]
+            if not gone:
+                return [decode_decision(r) for r in raws]
             self.r.zrem(time_key, *gone)
-        return [decode_decision(r) for r in raws if r is not None]
 
     def get(self, decision_id: str) -> Decision | None:
         raw = self.r.get(f"{self.prefix}d:{decision_id}")
         return decode_decision(raw) if raw is not None else None
 
     def for_user(self, user_id: str, limit: int = 100) -> list[Decision]:
-        ids = self.r.lrange(f"{self.prefix}du:{user_id}", 0, limit - 1)
+        ids = self.r.zrevrange(self._user_key(user_id), 0, limit - 1)
         if not ids:
             return []
         raws = self.r.mget([f"{self.prefix}d:{i.decode()}" for i in ids])
@@ -290,8 +297,8 @@ class RedisDecisionLog(_RedisStore):
         return int(pipe.execute()[0])
 
     def erase_user(self, user_id: str) -> int:
-        user_key = f"{self.prefix}du:{user_id}"
-        ids = self.r.lrange(user_key, 0, -1)
+        user_key = self._user_key(user_id)
+        ids = self.r.zrange(user_key, 0, -1)
         pipe = self.r.pipeline(transaction=True)
         if ids:
             pipe.delete(*[f"{self.prefix}d:{i.decode()}" for i in ids])

@@ -108,6 +108,7 @@ class StreamProcessor:
         # users erased while a batch was in flight: their rows are dropped at write time
         self.erased_users: set[str] = set()
         self.item_stats: dict[str, ItemStats] = {}
+        self._items_stale = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
@@ -166,6 +167,9 @@ class StreamProcessor:
     # -- one batch -----------------------------------------------------------------------
 
     def process(self, entries: list[LogEntry]) -> BatchResult:
+        if self._items_stale:
+            self.load()
+            self._items_stale = False
         user_ids = list(dict.fromkeys(e.event.user_id for e in entries))
         states: dict[str, UserState] = {}
         for user_id, raw in zip(user_ids, self.features.get_many(USERS_NS, user_ids)):
@@ -218,10 +222,15 @@ class StreamProcessor:
                     state.affect, state.abandoned_sessions = None, 0
                 state.updated_at = now
                 rows.append((USERS_NS, user_id, state.encode()))
-            joined = self.joiner.join(outcomes) if outcomes else None
-            if joined is not None:
-                rows.extend(self.joiner.learn(joined))
-            self.features.put_many(rows)
+            try:
+                with self.policy.transaction():
+                    joined = self.joiner.join(outcomes) if outcomes else None
+                    if joined is not None:
+                        rows.extend(self.joiner.learn(joined))
+                    self.features.put_many(rows)
+            except BaseException:
+                self._restore_items(touched_items)  # the redelivered batch re-applies them
+                raise
             if joined is not None and joined.rewards:
                 self.policy.maybe_snapshot()
         self.log.ack(GROUP, entries)
@@ -241,6 +250,21 @@ class StreamProcessor:
         self.metrics.events_redelivered.inc(skipped)
         return BatchResult(applied, skipped, len(joined.rewards) if joined is not None else 0)
 
+    def _restore_items(self, touched: dict[str, ItemStats]) -> None:
+        """Item counters changed in memory by a batch whose write failed: back to the store."""
+        try:
+            raws = self.features.get_many(ITEM_STATS_NS, list(touched))
+        except Exception:  # store down: forget them; load() on the next batch re-reads all
+            for item_id in touched:
+                self.item_stats.pop(item_id, None)
+            self._items_stale = True
+            return
+        for item_id, raw in zip(touched, raws):
+            if raw is None:
+                self.item_stats.pop(item_id, None)
+            else:
+                self.item_stats[item_id] = ItemStats.decode(item_id, raw)
+
     def close_windows(self, now: float) -> int:
         """Give unrewarded shown items of decisions past their attribution window the
         default reward, for every joiner; returns how many rows were learned."""
@@ -251,10 +275,11 @@ class StreamProcessor:
         # under the write lock: an erasure cannot interleave and have a settled decision
         # of the erased user appended back
         with self.write_lock, joiner.policy.lock:
-            joined, stale, settled = joiner.close_due(now)
-            if not joined.rewards and not stale and not settled:
-                return 0
-            self.features.put_many(joiner.learn(joined))
+            with joiner.policy.transaction():  # a failed write restores closed_through too
+                joined, stale, settled = joiner.close_due(now)
+                if not joined.rewards and not stale and not settled:
+                    return 0
+                self.features.put_many(joiner.learn(joined))
             if joined.rewards:
                 joiner.policy.maybe_snapshot()
             for decision in settled:  # the log keeps each shown item's final reward

@@ -12,7 +12,7 @@ Rules, for an outcome (decision_id, item_id, reward, time t):
   its source: a purchase after a click does not count twice);
 - otherwise *joined*: the policy learns the decision's logged feature row with this
   reward, weighted by the examination probability of the position it was shown at.
-Idempotence: a marker ``rewards/<decision_id>:<item_id>`` is written in the same atomic
+Idempotence: a marker ``rewards/<decision_id> US <item_id>`` (``marker_key``) is written in the same atomic
 ``put_many`` as the updated posterior, so a redelivered event is recognised.
 
 Closing windows: ``close_due(now)`` takes the decisions created before ``now - window_s``
@@ -36,6 +36,12 @@ from relevo.records import Decision
 from relevo.storage.protocols import DecisionLog, FeatureStore
 
 REWARDS_NS = "rewards"
+MARKER_SEP = "\x1f"  # unit separator: cannot collide the way ":" could ("e" + "x:y" vs "e:x" + "y")
+
+
+def marker_key(decision_id: str, item_id: str) -> str:
+    """The reward marker of one shown item: ``<decision_id> US <item_id>``."""
+    return f"{decision_id}{MARKER_SEP}{item_id}"
 OUTCOMES = ("joined", "late", "duplicate", "orphan", "inactive", "defaulted")
 
 
@@ -124,7 +130,7 @@ class RewardJoiner:
         from here until the result is committed (``commit``), so two joins of the same
         (decision, item) cannot both see it unrewarded."""
         out = Joined()
-        markers = [f"{o.decision_id}:{o.item_id}" for o in outcomes]
+        markers = [marker_key(o.decision_id, o.item_id) for o in outcomes]
         existing = self.features.get_many(REWARDS_NS, markers) if outcomes else []
         seen: set[str] = set()
         for outcome, marker, prior in zip(outcomes, markers, existing):
@@ -161,13 +167,13 @@ class RewardJoiner:
             cutoff = batch[-1].created_at
             batch = [d for d in batch if d.created_at < cutoff]
         mine = [d for d in batch if d.policy == self.policy.name and d.features]
-        keys = [f"{d.decision_id}:{item.item_id}" for d in mine for item in d.items]
+        keys = [marker_key(d.decision_id, item.item_id) for d in mine for item in d.items]
         have = dict(zip(keys, self.features.get_many(REWARDS_NS, keys))) if keys else {}
         default = self.config.default_reward
         for d in mine:
             final: list[float | None] = []
             for position, item in enumerate(d.items):
-                marker = f"{d.decision_id}:{item.item_id}"
+                marker = marker_key(d.decision_id, item.item_id)
                 prior = have.get(marker)
                 if prior is not None:
                     final.append(float(prior))
