@@ -380,14 +380,7 @@ class Engine:
             raise ValidationError(f"decision {decision_id!r} was served by {decision.policy!r}; it has no model to reward",
                                   field="decision_id", code="not_learnable")
         outcome = Outcome(decision_id, item_id, float(reward), time.time() if at is None else at, "feedback")
-        with self.policy.lock:
-            with self.policy.transaction():
-                joined = self.joiner.join([outcome])
-                if joined.rewards:
-                    self.features.put_many(self.joiner.learn(joined))
-            if joined.rewards:
-                self.policy.maybe_snapshot()
-        self.joiner.notify(joined)
+        joined = self.joiner.record([outcome])
         status = joined.status[0]
         self.metrics.rewards.labels(status).inc()
         return status

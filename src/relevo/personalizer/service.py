@@ -287,14 +287,7 @@ class PersonalizerService:
                 raise bad(f"slot {slot_id!r} was not part of event {event_id!r}", "slotId")
             position = slots.index(slot_id)
         outcome = Outcome(event_id, decision.items[position].item_id, reward, time.time(), "feedback")
-        with self.policy.lock:
-            with self.policy.transaction():
-                joined = self.joiner.join([outcome])
-                if joined.rewards:
-                    self.features.put_many(self.joiner.learn(joined))
-            if joined.rewards:
-                self.policy.maybe_snapshot()
-        self.joiner.notify(joined)
+        joined = self.joiner.record([outcome])
         return joined.status[0]
 
     def activate(self, event_id: str) -> None:

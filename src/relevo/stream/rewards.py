@@ -199,6 +199,20 @@ class RewardJoiner:
             )
         return [*joined.markers, self.policy.doc_row()]
 
+    def record(self, outcomes: list[Outcome]) -> Joined:
+        """Join and learn outcomes that arrive outside the stream (explicit feedback, a
+        Personalizer reward) as one transaction: markers and posterior in one write, rolled
+        back in memory if it fails; then notify."""
+        with self.policy.lock:
+            with self.policy.transaction():
+                joined = self.join(outcomes)
+                if joined.rewards:
+                    self.features.put_many(self.learn(joined))
+            if joined.rewards:
+                self.policy.maybe_snapshot()
+        self.notify(joined)
+        return joined
+
     def notify(self, joined: Joined) -> None:
         if self.metrics is not None and joined.rewarded:
             summary = self.metrics.reward_value.labels(self.policy.name)
