@@ -351,6 +351,8 @@ class Engine:
             )
         rec = self.streaming.recommend(request)
         elapsed = time.perf_counter() - started
+        if request.preview:  # not served to anyone: kept out of the serving metrics
+            return rec
         if assigned is not None:
             self.experiments.expose(assigned[0], assigned[1], elapsed * 1000)
         if rec.items:  # exponentially weighted over about the last 100 answers

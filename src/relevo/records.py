@@ -23,7 +23,9 @@ MAX_TAGS = 64
 MAX_ATTRIBUTES = 64
 MAX_CONTEXT_KEYS = 32
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN, strip_whitespace=False)]
+# no "/": ids appear in URL paths (/v1/users/{id}, /v1/items/{id}), where a decoded %2F
+# would never route, and a user who could not be addressed could not be erased
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN, strip_whitespace=False, pattern=r"^[^/]+$")]
 ShortText = Annotated[str, StringConstraints(max_length=MAX_TEXT_LEN)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Scalar = str | int | float | bool

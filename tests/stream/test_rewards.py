@@ -3,6 +3,8 @@ late, duplicate and orphan outcomes counted; default rewards when a window close
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -144,13 +146,15 @@ def test_preview_decisions_are_never_learned(make_engine, tmp_path):
     engine.add_items([Item(id=f"i{k}", title=f"Film number {k}", tags=["x"]) for k in range(30)])
     engine.ingest([Event(user_id="u", item_id="i1", type="purchase")])
     assert engine.wait_idle(10)
+    served_before = engine.metrics.recommendations.labels("streaming", "linear_ts")._value.get()
     rec = engine.recommend(RecommendRequest("u", 5, preview=True))
-    assert engine.decisions.get(rec.decision_id).activated is False
+    assert rec.items and engine.decisions.get(rec.decision_id) is None  # not logged
+    assert engine.metrics.recommendations.labels("streaming", "linear_ts")._value.get() == served_before
+    before = engine.policy.policy.n_updates
     engine.ingest([Event(user_id="u", item_id=rec.items[0].item_id, type="click", decision_id=rec.decision_id)])
     assert engine.wait_idle(10)
-    assert engine.metrics.rewards.labels("inactive")._value.get() == 1
-    before = engine.policy.policy.n_updates
-    assert engine.close_windows(engine.decisions.get(rec.decision_id).created_at + 3601) == 0
+    assert engine.metrics.rewards.labels("orphan")._value.get() == 1
+    assert engine.close_windows(time.time() + 7200) == 0
     assert engine.policy.policy.n_updates == before
 
 

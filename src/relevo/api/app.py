@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 from typing import Any
 
 import orjson
@@ -37,15 +38,49 @@ class BodyLimit:
         self.limit = limit
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", ()):
-                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                    response = errors.error_response(
-                        413, "payload_too_large", f"request body over {self.limit} bytes"
-                    )
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = errors.error_response(413, "payload_too_large", f"request body over {self.limit} bytes")
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await too_large(scope, receive, send)
+                return
+        if any(name == b"content-length" for name, _ in scope.get("headers", ())):
+            await self.app(scope, receive, send)
+            return
+        # no Content-Length (chunked): read the body here, up to the limit, then replay it
+        body, more = [], True
+        size = 0
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay([message]), send)
+                return
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                await too_large(scope, receive, send)
+                return
+            body.append(message)
+            more = message.get("more_body", False)
+        await self.app(scope, _replay(body, receive), send)
+
+
+def _replay(messages: list[dict], then=None):
+    """An ASGI ``receive`` that hands out ``messages`` first, then defers to ``then``."""
+    queue = list(messages)
+
+    async def receive():
+        if queue:
+            return queue.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+
 
 
 class Timing:
@@ -71,7 +106,7 @@ class Timing:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            metrics = self.metrics_of()
+            metrics = self.metrics_of(scope)
             if metrics is not None:
                 route = scope.get("route")
                 path = getattr(route, "path", None) or "unmatched"
@@ -111,7 +146,15 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
                 app.state.engine.metrics.errors.labels(code).inc()
 
         app.add_middleware(auth.ApiKeyAuth, keyring=keyring, on_reject=count_rejection)
-    app.add_middleware(Timing, metrics_of=lambda: getattr(getattr(app.state, "engine", None), "metrics", None))
+    def metrics_of(scope) -> Any:
+        """The metrics of the engine that served the request: its tenant's, if any."""
+        tenant = (scope.get("state") or {}).get("tenant")
+        tenants = getattr(app.state, "tenants", None)
+        engine = tenants.engine(tenant) if tenant is not None and tenants is not None else \
+            getattr(app.state, "engine", None)
+        return getattr(engine, "metrics", None)
+
+    app.add_middleware(Timing, metrics_of=metrics_of)
 
     def eng(request: Request) -> Engine:
         """The engine serving this request: the key's tenant's, else the default one."""
@@ -169,8 +212,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
 
     @app.get("/v1/users/{user_id}/export", tags=["users"])
     def export_user(user_id: Id, request: Request) -> Response:
+        filename = quote(f"relevo-export-{user_id}.json", safe="")
         return Response(orjson.dumps(eng(request).export_user(user_id)), media_type="application/json",
-                        headers={"Content-Disposition": f'attachment; filename="relevo-export-{user_id}.json"'})
+                        headers={"Content-Disposition": f"attachment; filename=\"relevo-export.json\"; "
+                                                        f"filename*=UTF-8''{filename}"})
 
     @app.get("/v1/users/{user_id}/decisions", tags=["users"])
     def user_decisions(user_id: Id, request: Request, limit: int = 100) -> Response:

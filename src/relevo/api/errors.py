@@ -86,6 +86,10 @@ async def on_http_error(request: Request, exc: StarletteHTTPException) -> Respon
 
 
 def _count(request: Request, code: str) -> None:
-    engine = getattr(request.app.state, "engine", None)
+    """Count in the metrics of the engine that served the request (its tenant's, if any)."""
+    tenant = getattr(request.state, "tenant", None)
+    tenants = getattr(request.app.state, "tenants", None)
+    engine = tenants.engine(tenant) if tenant is not None and tenants is not None else \
+        getattr(request.app.state, "engine", None)
     if engine is not None:
         engine.metrics.errors.labels(code).inc()

@@ -31,7 +31,7 @@ class RecommendIn(_Body):
     explain: bool = False
     tier: Literal["auto", "edge", "streaming", "origin"] = "auto"
     non_profiled: bool = False  # answer without the user's history (EU DSA Art. 38)
-    preview: bool = False  # not shown to the user (dashboards, QA): logged, never activated, not learned
+    preview: bool = False  # not shown to the user (dashboards, QA): not logged, not learned, not counted
 
 
 class FeedbackIn(_Body):

@@ -99,7 +99,6 @@ class EventBatcher(_Totals):
 
     def extend(self, events: Iterable[EventLike]) -> None:
         """Buffer events; sends full batches before returning."""
-        self._raise_pending()
         prepared = [prepare_event(e) for e in events]
         with self._cond:
             if self._closed:
@@ -107,11 +106,12 @@ class EventBatcher(_Totals):
             if prepared and not self._buffer:
                 self._oldest = time.monotonic()
                 self._cond.notify()
-            self._buffer.extend(prepared)
+            self._buffer.extend(prepared)  # buffered before a pending error is raised: never dropped
             full = len(self._buffer) >= self.max_batch
             if self._timer is None:
                 self._timer = threading.Thread(target=self._run, name="relevo-event-batcher", daemon=True)
                 self._timer.start()
+        self._raise_pending()
         if full:
             self._flush(only_full=True)
 
@@ -167,7 +167,7 @@ class EventBatcher(_Totals):
                 raise
             self._deliver(batch[half:])
             return
-        except RelevoAPIError:
+        except Exception:  # typed or not, the batch is kept for the caller
             self.failed_events.extend(batch)
             raise
         self._count(result)
@@ -213,14 +213,14 @@ class AsyncEventBatcher(_Totals):
         await self.extend((event,))
 
     async def extend(self, events: Iterable[EventLike]) -> None:
-        self._raise_pending()
         if self._closed:
             raise RuntimeError("the event batcher is closed")
         prepared = [prepare_event(e) for e in events]
         if prepared and not self._buffer:
             self._oldest = time.monotonic()
             self._wake.set()
-        self._buffer.extend(prepared)
+        self._buffer.extend(prepared)  # buffered before a pending error is raised: never dropped
+        self._raise_pending()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
         if len(self._buffer) >= self.max_batch:
@@ -269,7 +269,7 @@ class AsyncEventBatcher(_Totals):
                 raise
             await self._deliver(batch[half:])
             return
-        except RelevoAPIError:
+        except Exception:  # typed or not, the batch is kept for the caller
             self.failed_events.extend(batch)
             raise
         self._count(result)

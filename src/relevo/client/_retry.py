@@ -29,7 +29,8 @@ __all__ = ["MAX_RETRY_AFTER_S", "RetryPolicy"]
 
 MAX_RETRY_AFTER_S = 60.0
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_NEVER = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.ProxyError)  # configuration, not luck
+_NEVER = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.ProxyError,  # configuration, not luck
+          httpx.DecodingError, httpx.TooManyRedirects)
 _IDEMPOTENT_STATUS = frozenset({502, 503, 504})
 
 
@@ -54,7 +55,7 @@ class RetryPolicy:
         d = min(self.max_backoff, self.backoff * 2.0**attempt)
         return d / 2 + self.rng.random() * d / 2
 
-    def after_error(self, exc: httpx.TransportError, idempotent: bool, attempt: int) -> float | None:
+    def after_error(self, exc: httpx.HTTPError, idempotent: bool, attempt: int) -> float | None:
         """Seconds to wait before retrying after a transport error; None: give up."""
         if attempt >= self.retries or isinstance(exc, _NEVER):
             return None

@@ -12,7 +12,7 @@ from relevo import __version__
 from relevo.client import _calls as api
 from relevo.client._batch import EventBatcher
 from relevo.client._calls import Call, EventLike, ItemLike
-from relevo.client._errors import ConnectionFailed, error_from_response
+from relevo.client._errors import ConnectionFailed, ServerError, error_from_response
 from relevo.client._models import AppendResult, Consent, ErasureReceipt, FeedbackResult, Recommendation
 from relevo.client._retry import RetryPolicy
 from relevo.records import Item
@@ -58,14 +58,19 @@ class Client:
             try:
                 response = self._http.request(call.method, call.path, content=call.body, params=call.params,
                                               headers=JSON_BODY if call.body is not None else None)
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, httpx.DecodingError, httpx.TooManyRedirects) as exc:
                 delay = self.retry.after_error(exc, call.idempotent, attempt)
                 if delay is None:
                     raise ConnectionFailed(f"{call.method} {call.path}: {type(exc).__name__}: {exc}",
                                            attempts=attempt + 1) from exc
             else:
                 if response.is_success:
-                    return call.parse(response)
+                    try:
+                        return call.parse(response)
+                    except Exception as exc:  # a 2xx that is not the documented JSON
+                        raise ServerError(response.status_code, "unparseable_response",
+                                          f"{call.method} {call.path}: {type(exc).__name__}: {exc}",
+                                          attempts=attempt + 1) from exc
                 delay = self.retry.after_response(response, call.idempotent, attempt)
                 if delay is None:
                     raise error_from_response(response, attempts=attempt + 1)

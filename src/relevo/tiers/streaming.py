@@ -49,8 +49,8 @@ class RecommendRequest:
     # True: answer without the user's history (popularity and the request's filters only),
     # whatever their consent; the EU DSA Art. 38 option
     non_profiled: bool = False
-    # True: not shown to the user (a dashboard or QA look): logged with activated=False, so
-    # no reward (default or explicit) is learned from it and no experiment exposure counts
+    # True: not shown to the user (a dashboard or QA look): not logged, so no reward is ever
+    # learned from it, no experiment exposure counts and the user's history does not grow
     preview: bool = False
 
 
@@ -147,9 +147,10 @@ class StreamingTier:
             activated=not req.preview,
             feature_names=list(FEATURES) if features else [],
         )
-        logged = time.perf_counter()
-        self.decisions.append(decision)
-        self._stage("log", logged)
+        if not req.preview:  # a preview was not shown to anyone: nothing to log, audit or learn
+            logged = time.perf_counter()
+            self.decisions.append(decision)
+            self._stage("log", logged)
         return Recommendation(decision_id, decision.tier, items, round(latency_ms, 3), fallback)
 
     def _stage(self, stage: str, since: float) -> float:
