@@ -8,13 +8,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from relevo.engine import Engine
 from relevo.records import Event, Item
-from relevo.settings import Settings
+from relevo.settings import Settings, TracingSettings
 from relevo.tiers.streaming import RecommendRequest
 
 
 def test_spans_per_request_stage_and_batch(tmp_path, encoder):
     exporter = InMemorySpanExporter()
-    engine = Engine(Settings(home=tmp_path / "t"), encoder=encoder, span_exporter=exporter).open()
+    settings = Settings(home=tmp_path / "t", tracing=TracingSettings(sample_ratio=1.0))
+    engine = Engine(settings, encoder=encoder, span_exporter=exporter).open()
     try:
         engine.add_items([Item(id=f"i{k}", title=f"A quiet drama number {k}") for k in range(20)])
         engine.ingest([Event(user_id="secret-user", item_id="i1", type="purchase")])

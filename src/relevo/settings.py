@@ -110,7 +110,9 @@ class TracingSettings(_Config):
 
     otlp_endpoint: str = ""  # e.g. http://127.0.0.1:4318/v1/traces
     service_name: str = "relevo"
-    sample_ratio: float = Field(1.0, ge=0, le=1)
+    # share of requests traced: tracing every request costs ~27% of p95 on 2 cores (the
+    # exporter serialises spans in Python), 10% costs ~5% (BENCHMARKS.md)
+    sample_ratio: float = Field(0.1, ge=0, le=1)
 
 
 class PrivacySettings(_Config):
