@@ -256,3 +256,18 @@ def test_top_n_orders_best_first():
     s = np.array([[0.1, 0.9, 0.5, 0.7], [3, 2, 1, 0]])
     np.testing.assert_array_equal(top_n(s, 2), [[1, 3], [0, 1]])
     np.testing.assert_array_equal(top_n(np.array([2.0, 1.0]), 5), [0, 1])
+
+
+def test_logistic_newton_step_woodbury_equals_the_full_solve():
+    from relevo.bandits.logistic import newton_step
+
+    rng = np.random.default_rng(4)
+    d = 40
+    q = rng.uniform(0.5, 3.0, d)
+    grad = rng.normal(size=d)
+    for m in (1, 5, 39, 60):  # Woodbury below d, the full solve at and above
+        x = rng.normal(size=(m, d))
+        c = rng.uniform(0.0, 0.25, m)
+        c[0] = 0.0  # a row of weight 0 must not break the identity
+        full = np.linalg.solve(np.diag(q) + (x * c[:, None]).T @ x, grad)
+        np.testing.assert_allclose(newton_step(q, x, c, grad), full, rtol=1e-9, atol=1e-10)

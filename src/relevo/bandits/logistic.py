@@ -45,6 +45,23 @@ class LogisticTSConfig:
         return self.dim * (1 + self.context_dim)
 
 
+def newton_step(q: np.ndarray, x: np.ndarray, c: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """H^-1 grad for H = diag(q) + X^T diag(c) X, X of shape (m, d).
+
+    With fewer rows than dimensions (the usual online case, m = 1) the Woodbury identity
+    needs only an m x m solve: H^-1 = D^-1 - D^-1 X^T (C^-1 + X D^-1 X^T)^-1 X D^-1, written
+    with C^(1/2) so rows whose weight is 0 are harmless. Otherwise the d x d system is solved."""
+    m, d = x.shape
+    if m >= d:
+        return np.linalg.solve(np.diag(q) + (x * c[:, None]).T @ x, grad)
+    s = np.sqrt(np.maximum(c, 0.0))
+    xs = x * s[:, None]  # C^(1/2) X
+    dg = grad / q  # D^-1 grad
+    xd = xs / q  # C^(1/2) X D^-1
+    small = np.eye(m) + xd @ xs.T  # I + C^(1/2) X D^-1 X^T C^(1/2)
+    return dg - xd.T @ np.linalg.solve(small, xs @ dg)
+
+
 class LogisticTS(SamplingPolicy):
     name = "logistic_ts"
 
@@ -88,8 +105,7 @@ class LogisticTS(SamplingPolicy):
             for _ in range(self.config.newton_steps):
                 p = expit(x @ wt)
                 grad = q * (wt - m) - x.T @ (w * (r - p))
-                hess = np.diag(q) + (x * (w * p * (1 - p))[:, None]).T @ x
-                step = np.linalg.solve(hess, grad)
+                step = newton_step(q, x, w * p * (1 - p), grad)
                 wt = wt - step
                 if np.abs(step).max() < 1e-8:
                     break
