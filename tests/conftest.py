@@ -66,22 +66,26 @@ def encoder():
     return MiniLMEncoder()
 
 
-def _dataset_dir() -> Path | None:
-    candidates = [os.environ.get("RELEVO_DATA_DIR"), ROOT.parent / "shared" / "datasets"]
-    for c in candidates:
-        if c and (Path(c) / "ml-latest-small" / "movies.csv").exists():
-            return Path(c) / "ml-latest-small"
-        if c and (Path(c) / "movies.csv").exists():
+def _dataset_dir(name: str, marker: str) -> Path:
+    """``<data dir>/<name>`` (or the data dir itself when it is that dataset's folder), where
+    the data dir is RELEVO_DATA_DIR or ../shared/datasets; a missing dataset fails the test."""
+    for c in (os.environ.get("RELEVO_DATA_DIR"), ROOT.parent / "shared" / "datasets"):
+        if c and (Path(c) / name / marker).exists():
+            return Path(c) / name
+        if c and (Path(c) / marker).exists():
             return Path(c)
-    return None
+    pytest.fail(f"dataset {name} not found (../shared/datasets/{name} or RELEVO_DATA_DIR)")
 
 
 @pytest.fixture(scope="session")
 def movielens_dir() -> Path:
-    folder = _dataset_dir()
-    if folder is None:
-        pytest.fail("MovieLens latest-small not found (../shared/datasets or RELEVO_DATA_DIR)")
-    return folder
+    return _dataset_dir("ml-latest-small", "movies.csv")
+
+
+@pytest.fixture(scope="session")
+def obd_dir() -> Path:
+    """The Open Bandit Dataset sample's folder (holds random/ and bts/)."""
+    return _dataset_dir("obd", "random/men/men.csv")
 
 
 @pytest.fixture(scope="session")

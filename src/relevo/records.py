@@ -159,7 +159,7 @@ class Event(BaseModel):
         return self.received_at if self.received_at is not None else time.time()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ScoredItem:
     item_id: str
     score: float
@@ -200,7 +200,7 @@ class Decision:
     feature_names: list[str] = field(default_factory=list)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ErasureReceipt:
     """What ``DELETE /v1/users/{id}`` removed, store by store."""
 
@@ -224,7 +224,7 @@ class ErasureReceipt:
         }
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Recommendation:
     """The answer to ``POST /v1/recommendations``."""
 

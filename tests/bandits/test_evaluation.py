@@ -7,8 +7,6 @@ Statistical checks are seeded; tolerances are 4 Monte-Carlo standard errors.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,7 +31,6 @@ from relevo.bandits.logistic import LogisticTS, LogisticTSConfig
 from relevo.bandits.ope import BanditLog
 from relevo.records import Decision, ScoredItem
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def beta_policy(params: dict[str, tuple[float, float]], samples: int) -> BetaTS:
@@ -267,22 +264,11 @@ def test_split_in_time():
 # ---------------------------------------------------------------- Open Bandit Dataset
 
 
-def _obd_dir() -> Path | None:
-    for c in (os.environ.get("RELEVO_DATA_DIR"), ROOT.parent / "shared" / "datasets"):
-        if c and (Path(c) / "obd" / "random" / "men" / "men.csv").exists():
-            return Path(c) / "obd"
-        if c and (Path(c) / "random" / "men" / "men.csv").exists():
-            return Path(c)
-    return None
-
-
 @pytest.fixture(scope="module")
-def obd_men():
+def obd_men(obd_dir):
     from relevo.datasets.obd import build_vocab, load_obd
 
-    folder = _obd_dir()
-    if folder is None:
-        pytest.fail("Open Bandit Dataset not found (../shared/datasets/obd or RELEVO_DATA_DIR)")
+    folder = obd_dir
     vocab = build_vocab(folder, "men")
     return load_obd(folder, "random", "men", vocab=vocab), [len(c) for c in vocab.user_features]
 

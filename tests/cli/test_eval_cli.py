@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -17,22 +16,12 @@ from relevo.settings import Settings
 from relevo.stream.rewards import marker_key
 from relevo.storage.registry import open_store
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def _obd_dir() -> Path | None:
-    for c in (os.environ.get("RELEVO_DATA_DIR"), ROOT.parent / "shared" / "datasets"):
-        if c and (Path(c) / "obd" / "random" / "men" / "men.csv").exists():
-            return Path(c)
-    return None
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> str:
-    folder = _obd_dir()
-    if folder is None:
-        pytest.fail("Open Bandit Dataset not found (../shared/datasets/obd or RELEVO_DATA_DIR)")
-    return str(folder)
+@pytest.fixture
+def data_dir(obd_dir) -> str:
+    """The folder holding obd/, as a user passes it to --data-dir."""
+    return str(obd_dir.parent)
 
 
 def last_json(capsys) -> dict:

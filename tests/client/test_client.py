@@ -137,7 +137,7 @@ def test_events_recommendations_feedback_and_decisions(client, live):
                            explain=True)
     assert isinstance(rec, Recommendation) and rec.decision_id and rec.tier and rec.latency_ms >= 0
     assert 1 <= len(rec.items) <= 3 and all(isinstance(i, ScoredItem) for i in rec.items)
-    assert set(rec.item_ids) <= {"alien", "scream", "toy", "shrek"}
+    assert {i.item_id for i in rec.items} <= {"alien", "scream", "toy", "shrek"}
     assert all(0 < i.propensity <= 1 and isinstance(i.explored, bool) for i in rec.items)
     assert any(i.reasons for i in rec.items)  # explain=True
     with pytest.raises(AttributeError):
@@ -148,7 +148,7 @@ def test_events_recommendations_feedback_and_decisions(client, live):
     assert client.feedback(rec.decision_id, first, 0.0) == FeedbackResult(learned=False, status="duplicate")
 
     audit = client.audit(rec.decision_id)
-    assert audit["decision_id"] == rec.decision_id and [i["item_id"] for i in audit["items"]] == rec.item_ids
+    assert audit["decision_id"] == rec.decision_id and [i["item_id"] for i in audit["items"]] == [i.item_id for i in rec.items]
     assert [d["decision_id"] for d in client.user_decisions("ana", limit=5)] == [rec.decision_id]
     plain = client.recommend("ana", n=2, non_profiled=True, tier="streaming")
     assert isinstance(plain, Recommendation) and len(plain.items) == 2
@@ -410,7 +410,7 @@ def test_async_client_round_trip(live):
             live.engine.wait_idle()
             rec = await c.recommend("bo", n=2, filters={"tags": ["Animation", "Horror"]})  # seen ones excluded
             assert isinstance(rec, Recommendation) and len(rec.items) == 2
-            assert await c.feedback(rec.decision_id, rec.item_ids[0], 1.0) == FeedbackResult(True, "joined")
+            assert await c.feedback(rec.decision_id, rec.items[0].item_id, 1.0) == FeedbackResult(True, "joined")
             assert (await c.personalizer.rank(DOC_RANK))["eventId"] == DOC_RANK["eventId"]
             await c.delete_item("up")
             with pytest.raises(NotFound):
@@ -455,9 +455,11 @@ def test_async_batcher(live):
     assert live.engine.events.count() == 2503
 
 
-def test_results_are_frozen_dataclasses():
-    rec = Recommendation.from_json({"decision_id": "d", "tier": "streaming", "latency_ms": 1.5, "items": [
-        {"item_id": "a", "score": 0.5, "propensity": 0.9, "explored": False, "reasons": ["r"]}]})
-    assert rec.items == (ScoredItem("a", 0.5, 0.9, False, ("r",)),) and rec.fallback is None
-    assert replace(rec, tier="edge").tier == "edge"
-    assert not hasattr(rec, "__dict__")  # slots
+def test_results_are_the_engines_records():
+    from relevo.client._models import recommendation_from_json
+
+    served = Recommendation("d", "streaming", [ScoredItem("a", 0.5, 0.9, False, ["r"])], 1.5)
+    assert recommendation_from_json(served.to_dict()) == served  # what the server renders, parsed back
+    assert not hasattr(served, "__dict__")  # slots
+    with pytest.raises(AttributeError):
+        served.items[0].propensity = 1.0  # frozen, like the answer

@@ -6,34 +6,12 @@ The dataset is read from ../shared/datasets (or RELEVO_DATA_DIR); a missing copy
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from relevo.bandits.ope import RewardModel, behavior_action_dist_from_log, evaluate
 from relevo.datasets.obd import build_vocab, load_action_context, load_obd
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _obd_dir() -> Path | None:
-    for c in (os.environ.get("RELEVO_DATA_DIR"), ROOT.parent / "shared" / "datasets"):
-        if c and (Path(c) / "obd" / "random" / "men" / "men.csv").exists():
-            return Path(c) / "obd"
-        if c and (Path(c) / "random" / "men" / "men.csv").exists():
-            return Path(c)
-    return None
-
-
-@pytest.fixture(scope="module")
-def obd_dir() -> Path:
-    folder = _obd_dir()
-    if folder is None:
-        pytest.fail("Open Bandit Dataset not found (../shared/datasets/obd or RELEVO_DATA_DIR)")
-    return folder
-
 
 def test_random_men_log(obd_dir):
     log = load_obd(obd_dir, "random", "men")

@@ -9,8 +9,9 @@
         rec = relevo.recommend("ana", n=5, filters={"tags": ["Horror"]})
         relevo.feedback(rec.decision_id, rec.items[0].item_id, reward=1.0)
 
-Results are frozen dataclasses (``Recommendation``, ``FeedbackResult``, ``AppendResult``,
-``Consent``, ``ErasureReceipt``) or, for documents, JSON dicts; errors are
+Results are typed records (``Recommendation`` and ``ErasureReceipt`` are the engine's own,
+from ``relevo.records``; ``FeedbackResult``, ``AppendResult``, ``Consent`` are frozen
+dataclasses) or, for documents, JSON dicts; errors are
 ``RelevoAPIError`` subclasses, one per status. Retries (exponential backoff with jitter,
 ``Retry-After`` honoured) are made only where a retry cannot act twice; events without an
 ``id`` get a uuid4 hex one in the client, so a retried ``send_events`` is deduplicated by

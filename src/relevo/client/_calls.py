@@ -14,7 +14,9 @@ import httpx
 import orjson
 from pydantic import BaseModel
 
-from relevo.client._models import AppendResult, Consent, ErasureReceipt, FeedbackResult, Recommendation
+from relevo.client._models import (
+    AppendResult, Consent, ErasureReceipt, FeedbackResult, Recommendation, receipt_from_json, recommendation_from_json,
+)
 from relevo.records import Event, Item
 
 T = TypeVar("T")
@@ -104,7 +106,7 @@ def recommend(user_id: str, n: int, context: Mapping[str, Any] | None, filters: 
     if filters:
         body["filters"] = dict(filters)
     # each answer is a new logged decision: retried only when the server surely did not act
-    return Call("POST", "/v1/recommendations", lambda r: Recommendation.from_json(_json(r)), _dumps(body),
+    return Call("POST", "/v1/recommendations", lambda r: recommendation_from_json(_json(r)), _dumps(body),
                 idempotent=False)
 
 
@@ -140,7 +142,7 @@ def get_consent(user_id: str) -> Call[Consent]:
 
 
 def erase_user(user_id: str) -> Call[ErasureReceipt]:
-    return Call("DELETE", _user(user_id), lambda r: ErasureReceipt.from_json(_json(r)))
+    return Call("DELETE", _user(user_id), lambda r: receipt_from_json(_json(r)))
 
 
 def export_user(user_id: str) -> Call[dict[str, Any]]:

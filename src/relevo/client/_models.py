@@ -1,6 +1,6 @@
-"""Typed results of the SDK: frozen, slotted dataclasses parsed from the server's JSON.
-
-Sequences are tuples so that a result is immutable all the way down. Answers that are
+"""Typed results of the SDK, parsed from the server's JSON. Where the engine has a record
+for the answer (``Recommendation``, ``ScoredItem``, ``ErasureReceipt`` in
+``relevo.records``) the SDK returns that record; the rest are frozen dataclasses here. Answers that are
 documents rather than records (stats, exports, audit records, experiment results,
 Personalizer bodies) stay plain JSON dicts.
 """
@@ -11,46 +11,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from relevo.records import ErasureReceipt, Recommendation, ScoredItem
+
 __all__ = ["AppendResult", "BatchResult", "Consent", "ErasureReceipt", "FeedbackResult", "Recommendation",
-           "ScoredItem"]
+           "ScoredItem", "receipt_from_json", "recommendation_from_json"]
 
 
-@dataclass(frozen=True, slots=True)
-class ScoredItem:
-    """One recommended item: ``propensity`` is the probability the policy shows it at this
-    position, ``explored`` that the greedy ranking would not have."""
-
-    item_id: str
-    score: float
-    propensity: float
-    explored: bool
-    reasons: tuple[str, ...] = ()
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ScoredItem:
-        return cls(str(data["item_id"]), float(data["score"]), float(data["propensity"]), bool(data["explored"]),
-                   tuple(data.get("reasons") or ()))
-
-
-@dataclass(frozen=True, slots=True)
-class Recommendation:
-    """The answer to ``POST /v1/recommendations``; ``fallback`` says why a fallback answered."""
-
-    decision_id: str
-    tier: str
-    items: tuple[ScoredItem, ...]
-    latency_ms: float
-    fallback: str | None = None
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Recommendation:
-        return cls(str(data["decision_id"]), str(data["tier"]),
-                   tuple(ScoredItem.from_json(i) for i in data.get("items", ())), float(data["latency_ms"]),
-                   data.get("fallback"))
-
-    @property
-    def item_ids(self) -> list[str]:
-        return [i.item_id for i in self.items]
+def recommendation_from_json(data: Mapping[str, Any]) -> Recommendation:
+    """The server's answer as the engine's own record (``relevo.records.Recommendation``)."""
+    items = [ScoredItem(str(i["item_id"]), float(i["score"]), float(i["propensity"]), bool(i["explored"]),
+                        list(i.get("reasons") or ())) for i in data.get("items", ())]
+    return Recommendation(str(data["decision_id"]), str(data["tier"]), items, float(data["latency_ms"]),
+                          data.get("fallback"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,26 +61,13 @@ class BatchResult:
     failed: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ErasureReceipt:
-    """What ``DELETE /v1/users/{id}`` removed, store by store; aggregates are kept."""
-
-    user_id: str
-    events: int
-    decisions: int
-    user_state: bool
-    preferences: bool
-    consent: bool
-    feedback_markers: int
-    kept_as_aggregates: tuple[str, ...] = ()
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ErasureReceipt:
-        removed = data.get("removed", {})
-        return cls(str(data["user_id"]), int(removed.get("events", 0)), int(removed.get("decisions", 0)),
-                   bool(removed.get("user_state", False)), bool(removed.get("preferences", False)),
-                   bool(removed.get("consent", False)), int(removed.get("feedback_markers", 0)),
-                   tuple(data.get("kept_as_aggregates", ())))
+def receipt_from_json(data: Mapping[str, Any]) -> ErasureReceipt:
+    """``DELETE /v1/users/{id}``'s answer as the engine's own ``ErasureReceipt``."""
+    removed = data.get("removed", {})
+    return ErasureReceipt(str(data["user_id"]), int(removed.get("events", 0)), int(removed.get("decisions", 0)),
+                          bool(removed.get("user_state", False)), bool(removed.get("preferences", False)),
+                          bool(removed.get("consent", False)), int(removed.get("feedback_markers", 0)),
+                          tuple(data.get("kept_as_aggregates", ())))
 
 
 @dataclass(frozen=True, slots=True)
