@@ -249,3 +249,37 @@ class SamplingPolicy:
                 raise ValueError(f"features have shape {x.shape}; expected ({len(r)}, d) finite rows")
         if len(r):
             self._learn(list(arms), x, r, w)
+
+
+class ArmRows:
+    """Arms keyed by id, each owning row ``index[id]`` of the policy's per-arm arrays.
+    Subclasses implement ``_grow(k)`` (append k prior rows); they hold ``index`` and
+    ``_lock``."""
+
+    index: dict[str, int]
+
+    def arm_rows(self, ids) -> np.ndarray:
+        """Row of each arm id, adding unseen arms at the prior. The arrays grow first and
+        the index is published last, so a concurrent reader that sees an arm finds its row."""
+        new = [i for i in dict.fromkeys(ids) if i not in self.index]
+        if new:
+            with self._lock:
+                new = [i for i in new if i not in self.index]
+                if new:
+                    start = len(self.index)
+                    self._grow(len(new))
+                    self.index.update((arm, start + j) for j, arm in enumerate(new))
+        return np.fromiter((self.index[i] for i in ids), dtype=np.int64, count=len(ids))
+
+    def _grow(self, k: int) -> None:
+        raise NotImplementedError
+
+    def _arm_list(self) -> list[str]:
+        return sorted(self.index, key=self.index.__getitem__)
+
+    @staticmethod
+    def _checked_arms(state: dict) -> list[str]:
+        arms = list(state["arms"])
+        if len(set(arms)) != len(arms):
+            raise ValueError("arm ids must be unique")
+        return arms

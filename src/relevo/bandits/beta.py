@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from relevo.bandits.base import Candidates, PositionModel, SamplingPolicy, require_state
+from relevo.bandits.base import ArmRows, Candidates, PositionModel, SamplingPolicy, require_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ class BetaTSConfig:
             raise ValueError("decay must be in (0, 1] and propensity_samples >= 0")
 
 
-class BetaTS(SamplingPolicy):
+class BetaTS(ArmRows, SamplingPolicy):
     name = "beta_ts"
 
     def __init__(self, config: BetaTSConfig | None = None):
@@ -46,19 +46,9 @@ class BetaTS(SamplingPolicy):
         self.n_updates = 0
         self._lock = threading.Lock()
 
-    def arm_rows(self, ids) -> np.ndarray:
-        """Row of each arm id in ``alpha``/``beta``, adding unseen arms at the prior."""
-        new = [i for i in dict.fromkeys(ids) if i not in self.index]
-        if new:
-            with self._lock:
-                new = [i for i in new if i not in self.index]
-                start = len(self.index)
-                # arrays grow first, the index is published last: a concurrent reader that
-                # sees an arm always finds its row
-                self.alpha = np.concatenate([self.alpha, np.full(len(new), self.config.prior_alpha)])
-                self.beta = np.concatenate([self.beta, np.full(len(new), self.config.prior_beta)])
-                self.index.update((arm, start + j) for j, arm in enumerate(new))
-        return np.fromiter((self.index[i] for i in ids), dtype=np.int64, count=len(ids))
+    def _grow(self, k: int) -> None:
+        self.alpha = np.concatenate([self.alpha, np.full(k, self.config.prior_alpha)])
+        self.beta = np.concatenate([self.beta, np.full(k, self.config.prior_beta)])
 
     def reset_arm(self, arm: str) -> None:
         """Forget an arm's evidence (the arm was replaced by a new one under the same id)."""
@@ -99,15 +89,12 @@ class BetaTS(SamplingPolicy):
 
     def state_dict(self) -> dict:
         with self._lock:
-            arms = sorted(self.index, key=self.index.__getitem__)
-            return {"kind": self.name, "arms": arms, "alpha": self.alpha.tolist(), "beta": self.beta.tolist(),
+            return {"kind": self.name, "arms": self._arm_list(), "alpha": self.alpha.tolist(), "beta": self.beta.tolist(),
                     "n_updates": self.n_updates}
 
     def load_state_dict(self, state: dict) -> None:
         require_state(state, self.name, "arms", "alpha", "beta", "n_updates")
-        arms = list(state["arms"])
-        if len(set(arms)) != len(arms):
-            raise ValueError("arm ids must be unique")
+        arms = self._checked_arms(state)
         a = np.asarray(state["alpha"], dtype=np.float64)
         b = np.asarray(state["beta"], dtype=np.float64)
         if a.shape != (len(arms),) or b.shape != (len(arms),) or (a <= 0).any() or (b <= 0).any():

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from relevo.bandits.base import Candidates, PositionModel, SamplingPolicy, require_state
+from relevo.bandits.base import ArmRows, Candidates, PositionModel, SamplingPolicy, require_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ class DisjointConfig:
             raise ValueError("context_dim >= 1, lam > 0, exploration >= 0, propensity_samples >= 0")
 
 
-class DisjointLinTS(SamplingPolicy):
+class DisjointLinTS(ArmRows, SamplingPolicy):
     name = "disjoint_ts"
 
     def __init__(self, config: DisjointConfig):
@@ -50,23 +50,16 @@ class DisjointLinTS(SamplingPolicy):
         self.n_updates = 0
         self._lock = threading.Lock()
 
-    def arm_rows(self, ids) -> np.ndarray:
-        new = [i for i in dict.fromkeys(ids) if i not in self.index]
-        if new:
-            with self._lock:
-                new = [i for i in new if i not in self.index]
-                if len(self.index) + len(new) > self.config.max_arms:
-                    raise ValueError(f"more than {self.config.max_arms} arms: use linear_ts (shared model) instead")
-                d, lam = self.config.context_dim, self.config.lam
-                start = len(self.index)
-                eye = np.broadcast_to(np.eye(d), (len(new), d, d))
-                self.A = np.concatenate([self.A, lam * eye])
-                self.A_inv = np.concatenate([self.A_inv, eye / lam])
-                self.b = np.concatenate([self.b, np.zeros((len(new), d))])
-                self.mu = np.concatenate([self.mu, np.zeros((len(new), d))])
-                self.since_refresh = np.concatenate([self.since_refresh, np.zeros(len(new), dtype=np.int64)])
-                self.index.update((arm, start + j) for j, arm in enumerate(new))  # published last
-        return np.fromiter((self.index[i] for i in ids), dtype=np.int64, count=len(ids))
+    def _grow(self, k: int) -> None:
+        if len(self.index) + k > self.config.max_arms:
+            raise ValueError(f"more than {self.config.max_arms} arms: use linear_ts (shared model) instead")
+        d, lam = self.config.context_dim, self.config.lam
+        eye = np.broadcast_to(np.eye(d), (k, d, d))
+        self.A = np.concatenate([self.A, lam * eye])
+        self.A_inv = np.concatenate([self.A_inv, eye / lam])
+        self.b = np.concatenate([self.b, np.zeros((k, d))])
+        self.mu = np.concatenate([self.mu, np.zeros((k, d))])
+        self.since_refresh = np.concatenate([self.since_refresh, np.zeros(k, dtype=np.int64)])
 
     def _rows(self, context, candidates: Candidates) -> np.ndarray:
         d = self.config.context_dim
@@ -107,13 +100,12 @@ class DisjointLinTS(SamplingPolicy):
 
     def state_dict(self) -> dict:
         with self._lock:
-            arms = sorted(self.index, key=self.index.__getitem__)
-            return {"kind": self.name, "arms": arms, "A": self.A.tolist(), "b": self.b.tolist(),
+            return {"kind": self.name, "arms": self._arm_list(), "A": self.A.tolist(), "b": self.b.tolist(),
                     "n_updates": self.n_updates}
 
     def load_state_dict(self, state: dict) -> None:
         require_state(state, self.name, "arms", "A", "b", "n_updates")
-        arms = list(state["arms"])
+        arms = self._checked_arms(state)
         d = self.config.context_dim
         a = np.asarray(state["A"], dtype=np.float64).reshape(-1, d, d) if arms else np.zeros((0, d, d))
         b = np.asarray(state["b"], dtype=np.float64).reshape(-1, d) if arms else np.zeros((0, d))
