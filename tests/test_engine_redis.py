@@ -20,7 +20,7 @@ def test_engine_on_redis_end_to_end_and_restart(make_engine, redis_server, redis
     assert engine.ingest([Event(id="r1", user_id="u", item_id="a", type="purchase")]).accepted == 1
     assert engine.ingest([Event(id="r1", user_id="u", item_id="a", type="purchase")]).duplicates == 1
     assert engine.wait_idle(10)
-    rec = engine.recommend(RecommendRequest("u", 2))
+    rec = engine.recommend(RecommendRequest("u", 2, tier="streaming"))
     assert rec.tier == "streaming" and rec.items[0].item_id == "b"
     assert engine.feedback(rec.decision_id, "b", 1.0) == "joined"
     engine.close()

@@ -20,7 +20,7 @@ def test_spans_per_request_stage_and_batch(tmp_path, encoder):
         engine.add_items([Item(id=f"i{k}", title=f"A quiet drama number {k}") for k in range(20)])
         engine.ingest([Event(user_id="secret-user", item_id="i1", type="purchase")])
         assert engine.wait_idle(10)
-        engine.recommend(RecommendRequest("secret-user", 3))
+        engine.recommend(RecommendRequest("secret-user", 3, tier="streaming"))
     finally:
         engine.close()  # flushes the batch processor
     spans = exporter.get_finished_spans()

@@ -44,7 +44,14 @@ from relevo.storage.protocols import AppendResult
 from relevo.storage.registry import open_store
 from relevo.stream.processor import GROUP, StreamProcessor, strip_profile
 from relevo.stream.rewards import REWARDS_NS, JoinConfig, Outcome, RewardJoiner, marker_key
+from relevo.bandits.beta import BetaTS, BetaTSConfig
+from relevo.ranking.online import OnlineRanker, RankerConfig
+from relevo.tiers.deadline import CostModel
+from relevo.tiers.edge import EdgeTier, ResponseCache
 from relevo.tiers.features import FEATURES, PRIOR_MEAN
+from relevo.tiers.invalidation import InvalidationBus
+from relevo.tiers.orchestrator import COST_PRIORS_MS, Orchestrator, OrchestratorConfig
+from relevo.tiers.origin import OriginTier
 from relevo.tiers.streaming import RecommendRequest, StreamingTier
 
 log = structlog.get_logger(__name__)
@@ -134,17 +141,63 @@ class Engine:
             joiner.metrics = self.metrics
         self.processor.retention_s = s.privacy.decision_retention_days * 86400.0
         self.processor.load()
-        self.streaming = StreamingTier(
-            self.features, self.index, self.catalog, self.decisions, self.policy,
-            candidates=s.recommend.candidates, session_gap_s=st.session_gap_s, seed=s.recommend.seed,
-            emotion=self._rerank_config(), consent_defaults=self.consent_defaults, metrics=self.metrics,
-            tracer=self.tracer,
-        )
+        self._open_tiers()
         self.processor.tracer = self.tracer
         self.processor.start()
+        if self.ranker is not None:
+            self.ranker.start()
         self._opened = True
         log.info("engine_opened", home=str(s.home), items=len(self.catalog))
         return self
+
+    def _open_tiers(self) -> None:
+        """Ranker, edge bandit, the three tiers, the orchestrator and the invalidation bus."""
+        s, t = self.settings, self.settings.tiers
+        self.ranker = None
+        if s.ranker.enabled:
+            r = s.ranker
+            self.ranker = OnlineRanker(self.models, self.index, self.catalog, self.index.dim, RankerConfig(
+                buffer=r.buffer, batch=r.batch, lr=r.lr, publish_every_s=r.publish_every_s,
+                max_cpu_share=r.max_cpu_share, seed=s.recommend.seed), metrics=self.metrics)
+            self.ranker.load()
+            self.metrics.ranker_version.set(self.ranker.scorers.version)
+            self.processor.on_example = self._on_example
+        self.edge_policy = PersistedPolicy(BetaTS(BetaTSConfig(
+            propensity_samples=s.recommend.propensity_samples, examination=s.bandit.examination)),
+            self.features, self.models, name="edge_beta")
+        self.edge_policy.load()
+        edge_joiner = RewardJoiner(self.decisions, self.features, self.edge_policy,
+                                   JoinConfig(s.bandit.attribution_window_s, s.bandit.default_reward))
+        edge_joiner.metrics = self.metrics
+        self.processor.joiners.append(edge_joiner)
+        common = dict(session_gap_s=s.stream.session_gap_s, seed=s.recommend.seed, emotion=self._rerank_config(),
+                      consent_defaults=self.consent_defaults, metrics=self.metrics, tracer=self.tracer)
+        stores = (self.features, self.index, self.catalog, self.decisions, self.policy)
+        self.streaming = StreamingTier(*stores, candidates=s.recommend.candidates, **common)
+        costs = CostModel(COST_PRIORS_MS)
+        self.origin = OriginTier(*stores, candidates=t.origin_candidates, ranker=self.ranker, costs=costs,
+                                 weight=s.ranker.weight, cold_candidates=t.cold_candidates,
+                                 popular_candidates=t.popular_candidates, **common)
+        self.cache = ResponseCache(t.cache_ttl_s, t.cache_users)
+        self.edge = EdgeTier(self.cache, self.streaming, self.edge_policy, self.ranker,
+                             candidate_ttl_s=t.candidate_ttl_s, max_candidates=t.edge_candidates)
+        self.orchestrator = Orchestrator(self.streaming, self.origin, self.edge, costs, OrchestratorConfig(
+            t.budget_ms, t.min_history, s.stream.session_gap_s), self.metrics)
+        self.bus = InvalidationBus(t.invalidation_url, t.invalidation_channel)
+        self.bus.subscribe(self._invalidate)
+        self.processor.on_changed = lambda changed: self.bus.publish(changed, applied=True)
+
+    def _on_example(self, example) -> None:
+        self.ranker.observe(example)
+        self.metrics.ranker_examples.inc()
+
+    def _invalidate(self, changed: dict[str, float], applied: bool) -> None:
+        dropped = self.cache.invalidate(changed)
+        self.metrics.invalidations.inc(dropped)
+        if applied:
+            now = time.time()
+            for received_at in changed.values():
+                self.metrics.invalidation_lag.observe(max(now - received_at, 0.0))
 
     def _new_policy(self):
         rec, b = self.settings.recommend, self.settings.bandit
@@ -223,6 +276,9 @@ class Engine:
         if not self._opened:
             return
         self.processor.stop()
+        if self.ranker is not None:
+            self.ranker.stop()
+        self.bus.close()
         for joiner in self.processor.joiners:
             with joiner.policy.lock:
                 joiner.policy.maybe_snapshot(force=True)
@@ -319,6 +375,7 @@ class Engine:
                     self.metrics.pii_redacted.inc(len(redacted.found))
             stamped.append(e.model_copy(update=update))
         result = self.events.append(stamped)
+        self.bus.publish(dict.fromkeys((e.user_id for e in events), now), applied=False)
         self.metrics.events_ingested.inc(result.accepted)
         self.metrics.events_duplicate.inc(result.duplicates)
         return result
@@ -349,7 +406,8 @@ class Engine:
                 exploration_scale=float(config.get("exploration_scale", request.exploration_scale)),
                 candidates=int(config["candidates"]) if "candidates" in config else request.candidates,
             )
-        rec = self.streaming.recommend(request)
+        served = self.orchestrator.recommend(request)
+        rec = served.recommendation
         elapsed = time.perf_counter() - started
         if request.preview:  # not served to anyone: kept out of the serving metrics
             return rec
@@ -361,7 +419,7 @@ class Engine:
             self.metrics.exploration_share.set(self._exploration_share)
         self.metrics.request_latency.labels("recommend").observe(elapsed)
         self.metrics.recommend_recent.add(elapsed)
-        self.metrics.recommendations.labels(rec.tier, "popularity" if rec.fallback else "linear_ts").inc()
+        self.metrics.recommendations.labels(rec.tier, served.decision.policy).inc()
         self.metrics.shown.inc(len(rec.items))
         self.metrics.explored.inc(sum(1 for s in rec.items if s.explored))
         return rec
@@ -460,7 +518,11 @@ class Engine:
                 preferences=own[PREFERENCES_NS],
                 consent=own[consent_registry.CONSENT_NS],
                 feedback_markers=self.features.erase(markers),
+                cached_responses=self.cache.forget(user_id),
+                ranker_examples=self.ranker.forget(user_id) if self.ranker is not None else 0,
             )
+        # edge processes drop the user's cached answers too (Redis pub/sub when configured)
+        self.bus.publish({user_id: time.time()}, applied=False)
         self.metrics.erasures.inc()
         return receipt
 
@@ -495,6 +557,8 @@ class Engine:
             self.features.put_many(rows)
             if raw is not None and not allowed["personalization"]:
                 self.features.erase([(USERS_NS, user_id)])
+        # answers cached under the previous consent are not served again
+        self.bus.publish({user_id: time.time()}, applied=False)
         return current.filled(self.consent_defaults)
 
     def get_consent(self, user_id: str) -> consent_registry.Consent:

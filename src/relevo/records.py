@@ -198,6 +198,10 @@ class Decision:
     consent: dict[str, bool] | None = None
     fallback: str | None = None
     feature_names: list[str] = field(default_factory=list)
+    # the version of the deep ranker that scored the candidates (origin tier), and why the
+    # orchestrator sent the request to the tier that answered
+    ranker_version: int | None = None
+    tier_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +215,10 @@ class ErasureReceipt:
     preferences: bool
     consent: bool
     feedback_markers: int
-    kept_as_aggregates: tuple[str, ...] = ("item popularity counters", "bandit posterior sufficient statistics")
+    kept_as_aggregates: tuple[str, ...] = ("item popularity counters", "bandit posterior sufficient statistics",
+                                           "deep ranker weights")
+    cached_responses: int = 0  # edge cache entries and cached candidates (this process)
+    ranker_examples: int = 0  # the deep ranker's buffered training examples
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -219,6 +226,7 @@ class ErasureReceipt:
             "removed": {
                 "events": self.events, "decisions": self.decisions, "user_state": self.user_state,
                 "preferences": self.preferences, "consent": self.consent, "feedback_markers": self.feedback_markers,
+                "cached_responses": self.cached_responses, "ranker_examples": self.ranker_examples,
             },
             "kept_as_aggregates": list(self.kept_as_aggregates),
         }
@@ -233,6 +241,11 @@ class Recommendation:
     items: list[ScoredItem]
     latency_ms: float
     fallback: str | None = None
+    # why this tier answered ("explain requested", "cached", "active session", ...) and the
+    # tiers skipped on the way down, as "tier:cause" ("origin:budget", "streaming:error")
+    tier_reason: str | None = None
+    degraded: tuple[str, ...] = ()
+    stale: bool = False  # an expired cache entry served because the origin was unreachable
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -252,4 +265,10 @@ class Recommendation:
         }
         if self.fallback:
             out["fallback"] = self.fallback
+        if self.tier_reason:
+            out["tier_reason"] = self.tier_reason
+        if self.degraded:
+            out["degraded"] = list(self.degraded)
+        if self.stale:
+            out["stale"] = True
         return out

@@ -105,6 +105,41 @@ class EmotionSettings(_Config):
     max_shift: float = Field(0.3, ge=0, le=1)
 
 
+class RankerSettings(_Config):
+    """The origin tier's deep ranker, trained online from positive events."""
+
+    enabled: bool = True
+    buffer: int = Field(50_000, ge=512)
+    batch: int = Field(256, ge=8, le=4096)
+    lr: float = Field(2e-3, gt=0, le=1)
+    publish_every_s: float = Field(10.0, gt=0)
+    max_cpu_share: float = Field(0.3, gt=0, le=1)
+    weight: float = Field(1.0, ge=0)  # the ranker's score is added to the bandit's draw times this
+
+
+class TierSettings(_Config):
+    """Tier selection, budgets and the edge cache.
+
+    ``budget_ms`` is the default deadline of a request (a request's own ``budget_ms``
+    overrides it); a tier whose expected cost (mean + 2 sd of its recent latencies) does
+    not fit what is left is skipped for the next one down: origin -> streaming -> edge ->
+    popularity. ``invalidation_url``: a Redis URL whose pub/sub carries "user changed"
+    messages to edge processes (empty: in-process only)."""
+
+    budget_ms: float = Field(150.0, gt=0, le=60_000)
+    origin_candidates: int = Field(300, ge=10, le=5000)
+    cold_candidates: int = Field(50, ge=0, le=1000)  # newest items added to the origin's candidates
+    popular_candidates: int = Field(50, ge=0, le=1000)
+    min_history: int = Field(5, ge=0)  # fewer events than this: low confidence -> origin
+    cache_ttl_s: float = Field(60.0, gt=0)
+    max_stale_s: float = Field(300.0, ge=0)  # an edge process serves an expired entry this long when the origin is down
+    cache_users: int = Field(100_000, ge=1)
+    candidate_ttl_s: float = Field(900.0, gt=0)
+    edge_candidates: int = Field(50, ge=1, le=1000)
+    invalidation_url: str = ""
+    invalidation_channel: str = "relevo:invalidate"
+
+
 class TracingSettings(_Config):
     """OpenTelemetry: empty endpoint = no export (a no-op tracer)."""
 
@@ -222,6 +257,8 @@ class Settings(BaseSettings):
     tracing: TracingSettings = TracingSettings()
     api: ApiSettings = ApiSettings()
     emotion: EmotionSettings = EmotionSettings()
+    ranker: RankerSettings = RankerSettings()
+    tiers: TierSettings = TierSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -65,12 +65,12 @@ def test_summary_moves_after_events_recommendations_rewards_and_experiments(clie
     assert client.post("/v1/events", json={"events": events}).status_code == 202
     assert engine.wait_idle(10)
     for k, u in enumerate(users):
-        rec = client.post("/v1/recommendations", json={"user_id": u, "n": 2}).json()
+        rec = client.post("/v1/recommendations", json={"user_id": u, "n": 2, "tier": "streaming"}).json()
         reward = 1.0 if engine.decisions.get(rec["decision_id"]).variant == "control" or k % 3 == 0 else 0.0
         for item in rec["items"]:
             assert client.post("/v1/feedback", json={"decision_id": rec["decision_id"], "item_id": item["item_id"],
                                                      "reward": reward}).status_code == 200
-    client.post("/v1/recommendations", json={"user_id": "stranger"})  # popularity fallback
+    client.post("/v1/recommendations", json={"user_id": "stranger", "tier": "streaming"})  # popularity fallback
 
     d = summary(client)
     s = d["series"]

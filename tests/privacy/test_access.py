@@ -72,7 +72,7 @@ def test_without_profiling_only_the_session_is_kept(engine):
     assert engine.wait_idle(10)
     state = UserState.decode(engine.features.get("users", "horror_fan"))
     assert state.vector is None and state.session_events >= 1
-    rec = engine.recommend(RecommendRequest("horror_fan", 3))
+    rec = engine.recommend(RecommendRequest("horror_fan", 3, tier="streaming"))
     assert rec.tier == "streaming"  # the session still personalizes ...
     rows = engine.decisions.get(rec.decision_id).features
     assert all(r[1] == 0.0 for r in rows)  # ... without any long-term (user) similarity
@@ -89,7 +89,7 @@ def test_deployment_defaults_apply_until_a_user_chooses(make_engine, tmp_path):
     engine.put_consent("u", {"personalization": True})
     seed(engine, "u", "h")
     assert engine.wait_idle(10)
-    assert engine.recommend(RecommendRequest("u", 3)).tier == "streaming"
+    assert engine.recommend(RecommendRequest("u", 3, tier="streaming")).tier == "streaming"
 
 
 def test_export_holds_everything_stored_about_the_user(engine):
@@ -114,7 +114,7 @@ def test_export_holds_everything_stored_about_the_user(engine):
 
 
 def test_audit_record(engine):
-    rec = engine.recommend(RecommendRequest("horror_fan", 3, context={"email": "x@example.com"}))
+    rec = engine.recommend(RecommendRequest("horror_fan", 3, context={"email": "x@example.com"}, tier="streaming"))
     audit = engine.audit(rec.decision_id)
     assert audit["features_used"] == ["bias", "user_similarity", "session_similarity", "popularity", "recency",
                                       "preference_match"]

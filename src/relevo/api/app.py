@@ -229,7 +229,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     async def recommend(body: RecommendIn, request: Request) -> Response:
         rec = eng(request).recommend(
             RecommendRequest(body.user_id, body.n, body.context, body.filters, body.explain, body.tier,
-                             non_profiled=body.non_profiled, preview=body.preview)
+                             non_profiled=body.non_profiled, preview=body.preview, budget_ms=body.budget_ms)
         )
         return _json(rec.to_dict())
 

@@ -32,6 +32,8 @@ class RecommendIn(_Body):
     tier: Literal["auto", "edge", "streaming", "origin"] = "auto"
     non_profiled: bool = False  # answer without the user's history (EU DSA Art. 38)
     preview: bool = False  # not shown to the user (dashboards, QA): not logged, not learned, not counted
+    # the deadline in ms; a tier whose expected cost does not fit answers from the one below
+    budget_ms: float | None = Field(None, gt=0, le=60_000, allow_inf_nan=False)
 
 
 class FeedbackIn(_Body):

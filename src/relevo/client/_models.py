@@ -22,7 +22,8 @@ def recommendation_from_json(data: Mapping[str, Any]) -> Recommendation:
     items = [ScoredItem(str(i["item_id"]), float(i["score"]), float(i["propensity"]), bool(i["explored"]),
                         list(i.get("reasons") or ())) for i in data.get("items", ())]
     return Recommendation(str(data["decision_id"]), str(data["tier"]), items, float(data["latency_ms"]),
-                          data.get("fallback"))
+                          data.get("fallback"), data.get("tier_reason"), tuple(data.get("degraded") or ()),
+                          bool(data.get("stale", False)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,8 @@ def receipt_from_json(data: Mapping[str, Any]) -> ErasureReceipt:
     return ErasureReceipt(str(data["user_id"]), int(removed.get("events", 0)), int(removed.get("decisions", 0)),
                           bool(removed.get("user_state", False)), bool(removed.get("preferences", False)),
                           bool(removed.get("consent", False)), int(removed.get("feedback_markers", 0)),
-                          tuple(data.get("kept_as_aggregates", ())))
+                          tuple(data.get("kept_as_aggregates", ())), int(removed.get("cached_responses", 0)),
+                          int(removed.get("ranker_examples", 0)))
 
 
 @dataclass(frozen=True, slots=True)

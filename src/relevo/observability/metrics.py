@@ -95,6 +95,28 @@ class Metrics:
         self.pii_redacted = Counter("relevo_pii_redacted", "PII spans redacted from event text before storage",
                                     registry=r)
         self.items = Gauge("relevo_items", "Items in the catalog", registry=r)
+        # tiers
+        self.tier_latency = Histogram(
+            "relevo_tier_seconds", "Recommendation latency by the tier that answered", ["tier"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.tier_requests = Counter(
+            "relevo_tier_requests", "Recommendations by the tier that answered and why it was chosen (tier mix)",
+            ["tier", "reason"], registry=r)
+        self.degradations = Counter(
+            "relevo_degradations", "Tiers skipped on the way down, by tier and cause (budget, error, miss)",
+            ["tier", "cause"], registry=r)
+        self.cache_lookups = Counter("relevo_edge_cache_lookups", "Edge cache lookups, by result", ["result"],
+                                     registry=r)
+        self.cache_hit_ratio = Gauge(
+            "relevo_edge_cache_hit_ratio", "Edge cache hit ratio (EWMA over about the last 200 lookups)", registry=r)
+        self.invalidation_lag = Histogram(
+            "relevo_invalidation_lag_seconds", "Time from receiving a user's event to clearing their cached answers "
+            "after the event was applied", buckets=FRESHNESS_BUCKETS, registry=r)
+        self.invalidations = Counter("relevo_edge_invalidations", "Cached answers dropped by user events",
+                                     registry=r)
+        self.ranker_version = Gauge("relevo_ranker_version", "Version of the deep ranker in service", registry=r)
+        self.ranker_examples = Counter("relevo_ranker_examples", "Training examples handed to the deep ranker",
+                                       registry=r)
         self.freshness_recent = Reservoir()
         self.recommend_recent = Reservoir()
 

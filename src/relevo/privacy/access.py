@@ -38,8 +38,10 @@ def audit_record(decision: Decision, *, model: str, retention_days: float) -> di
         "created_at": decision.created_at,
         "expires_at": decision.created_at + retention_days * 86400.0,
         "tier": decision.tier,
+        "tier_reason": decision.tier_reason,
         "policy": decision.policy,
         "policy_version": decision.policy_version,
+        "ranker_version": decision.ranker_version,
         "model": model,
         "features_used": list(decision.feature_names),
         "items": [

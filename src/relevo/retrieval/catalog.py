@@ -39,7 +39,11 @@ class Catalog:
         self.added_at = np.zeros(1024, dtype=np.float64)
         self.valence = np.zeros(1024, dtype=np.float64)  # item text affect in [-1, 1]
         self._popular_cache: tuple[float, np.ndarray] | None = None
+        self._newest_cache: tuple[int, np.ndarray] | None = None
         self.max_engagement = 1.0
+        # bumped on every insert or delete: caches keyed on the catalog's content use it
+        self.version = 0
+        self.last_added_at = 0.0
 
     def __len__(self) -> int:
         return len(self.items)
@@ -49,6 +53,10 @@ class Catalog:
 
     def row(self, item_id: str) -> int | None:
         return self._rows.get(item_id)
+
+    def rows_or_none(self, ids: list[str]) -> np.ndarray:
+        """Rows of ``ids``, -1 where an id is unknown."""
+        return np.fromiter((self._rows.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
 
     def rows(self, ids: list[str]) -> np.ndarray:
         return np.fromiter((self._rows[i] for i in ids), dtype=np.int64, count=len(ids))
@@ -63,6 +71,9 @@ class Catalog:
                 self._ids.append(item.id)
                 self._rows[item.id] = row
                 self.added_at[row] = added_at or item.created_at or time.time()
+                self.last_added_at = max(self.last_added_at, float(self.added_at[row]))
+            if not self._alive[row]:
+                self.version += 1
             self._alive[row] = True
             self.items[item.id] = item
 
@@ -82,7 +93,31 @@ class Catalog:
             self._alive[row] = False
             self.engagement[row] = 0.0
             self._popular_cache = None
+            self.version += 1
             return True
+
+    def newest_order(self, limit: int) -> np.ndarray:
+        """Rows of the ``limit`` most recently added live items, newest first (cached until
+        the catalog changes)."""
+        cached = self._newest_cache
+        if cached is not None and cached[0] == self.version and len(cached[1]) >= min(limit, len(self.items)):
+            return cached[1][:limit]
+        with self._lock:
+            n = len(self._ids)
+            added = np.where(self._alive[:n], self.added_at[:n], -np.inf)
+            top = min(limit, int(self._alive[:n].sum()))
+            rows = np.argpartition(-added, top - 1)[:top] if 0 < top < n else np.arange(n)[self._alive[:n]]
+            rows = rows[np.argsort(-added[rows], kind="stable")]
+            self._newest_cache = (self.version, rows)
+            return rows[:limit]
+
+    def sample_ids(self, rng: np.random.Generator, size: int) -> list[str]:
+        """``size`` live item ids drawn uniformly with replacement (negatives for training)."""
+        n = len(self._ids)
+        alive = np.flatnonzero(self._alive[:n])
+        if alive.size == 0:
+            return []
+        return [self._ids[r] for r in rng.choice(alive, size=size).tolist()]
 
     def set_valence(self, item_id: str, value: float) -> None:
         row = self._rows.get(item_id)

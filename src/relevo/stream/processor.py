@@ -21,8 +21,9 @@ from relevo.context import consent as consent_registry
 from relevo.context.state import ITEM_STATS_NS, MAX_RECENT, MAX_SEEN, USERS_NS, ItemStats, UserState
 from relevo.emotion import behaviour
 from relevo.emotion.text import TextAffect
-from relevo.embeddings.streaming import StreamingConfig, decayed_add, event_weight
+from relevo.embeddings.streaming import StreamingConfig, decayed_add, event_weight, unit
 from relevo.observability.metrics import Metrics
+from relevo.ranking.online import Example
 from relevo.records import Event, EventType
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.protocol import VectorIndex
@@ -113,6 +114,10 @@ class StreamProcessor:
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
         self.last_error: str | None = None
+        # hooks set by the engine: one ranker training example per positive event (called
+        # after the batch is written), and "these users changed" after each batch
+        self.on_example = None
+        self.on_changed = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -183,6 +188,7 @@ class StreamProcessor:
         applied = skipped = 0
         changed: set[str] = set()
         freshness: list[float] = []
+        examples: list[Example] = []
         for entry in entries:
             event = entry.event
             state = states[event.user_id]
@@ -190,6 +196,8 @@ class StreamProcessor:
                 skipped += 1
                 continue
             if allowed[event.user_id]["personalization"]:  # else: no per-user state at all
+                if self.on_example is not None and event.item_id in vectors and event_weight(event) > 0:
+                    examples.append(self._example(state, event, allowed[event.user_id]["profiling"]))
                 self._apply_to_user(state, event, entry.position, vectors.get(event.item_id))
                 if not allowed[event.user_id]["profiling"]:
                     strip_profile(state)
@@ -234,6 +242,16 @@ class StreamProcessor:
             if joined is not None and joined.rewards:
                 self.policy.maybe_snapshot()
         self.log.ack(GROUP, entries)
+        for example in examples:
+            if example.user_id in changed:  # not erased meanwhile
+                self.on_example(example)
+        if self.on_changed is not None and changed:
+            received: dict[str, float] = {}
+            for entry in entries:
+                e = entry.event
+                if e.user_id in changed:
+                    received[e.user_id] = max(received.get(e.user_id, 0.0), e.received_at or now)
+            self.on_changed(received)
         if joined is not None:
             self.joiner.notify(joined)
             for name, count in joined.counts().items():
@@ -323,6 +341,13 @@ class StreamProcessor:
         if not present:
             return {}
         return dict(zip(present, self.index.get_many(present)))
+
+    def _example(self, state: UserState, event: Event, profiling: bool) -> Example:
+        """A ranker training example: the user's vectors before this event, its item."""
+        t = event.event_time
+        live = state.session_events > 0 and abs(t - state.session_last) <= self.config.session_gap_s
+        return Example(event.user_id, unit(state.vector) if profiling else None,
+                       unit(state.session_vector) if live else None, event.item_id, event.received_at or time.time())
 
     def _apply_to_user(self, state: UserState, event: Event, position: int, vector: np.ndarray | None) -> None:
         t = event.event_time

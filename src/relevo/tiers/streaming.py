@@ -27,6 +27,7 @@ from relevo.records import Decision, Recommendation, ScoredItem
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.protocol import VectorIndex
 from relevo.storage.protocols import DecisionLog, FeatureStore
+from relevo.tiers.deadline import Deadline
 from relevo.tiers.features import FEATURES, candidate_features
 
 import orjson
@@ -49,6 +50,8 @@ class RecommendRequest:
     # True: answer without the user's history (popularity and the request's filters only),
     # whatever their consent; the EU DSA Art. 38 option
     non_profiled: bool = False
+    # the request's deadline in ms (None: the deployment's default, settings.tiers.budget_ms)
+    budget_ms: float | None = None
     # True: not shown to the user (a dashboard or QA look): not logged, so no reward is ever
     # learned from it, no experiment exposure counts and the user's history does not grow
     preview: bool = False
@@ -60,7 +63,45 @@ def derived_seed(base_seed: int, user_id: str, decision_id: str) -> int:
     return int.from_bytes(digest, "little")
 
 
+@dataclass(slots=True)
+class UserContext:
+    """What a request may use about its user, read once per request (consent first: a
+    user's stored state is not even read without personalization consent)."""
+
+    allowed: dict[str, bool]
+    profiled: bool
+    state: UserState | None
+    prefs: dict[str, Any]
+    user_vec: np.ndarray | None
+    session_vec: np.ndarray | None
+    exclude: set[str]
+    predicate: Any
+    now: float
+
+    @property
+    def has_vector(self) -> bool:
+        return self.user_vec is not None or self.session_vec is not None
+
+    @property
+    def history(self) -> int:
+        return 0 if self.state is None else sum(self.state.counters.values())
+
+
+@dataclass(slots=True)
+class Served:
+    """A tier's answer with what the edge cache keeps of it."""
+
+    recommendation: Recommendation
+    decision: Decision
+    candidates: list[str]
+
+
 class StreamingTier:
+    """Also the base of the origin tier, which widens the candidates and adds the deep
+    ranker's score (``_candidates`` and ``_bonus``)."""
+
+    name = "streaming"
+
     def __init__(
         self,
         features: FeatureStore,
@@ -90,14 +131,11 @@ class StreamingTier:
         self.seed = seed
         self.emotion = emotion  # None: emotion-aware re-ranking is off for the deployment
 
-    def recommend(self, req: RecommendRequest) -> Recommendation:
-        started = time.perf_counter()
-        decision_id = uuid.uuid4().hex
-        seed = derived_seed(self.seed, req.user_id, decision_id)
+    def context(self, req: RecommendRequest) -> UserContext:
         compiled = self.catalog.compile_filter(req.filters)
         allowed = consent_registry.read(self.features, req.user_id).resolved(self.consent_defaults)
         profiled = allowed["personalization"] and not req.non_profiled
-        state = prefs = None
+        state, prefs = None, {}
         if profiled:  # the user's stored state is not even read otherwise
             raw = self.features.get(USERS_NS, req.user_id)
             state = UserState.decode(raw) if raw is not None else None
@@ -112,46 +150,69 @@ class StreamingTier:
         exclude = set(compiled.exclude_ids)
         if state is not None:
             exclude.update(state.seen if allowed["profiling"] else state.recent)
-        if not profiled:
-            items, features, policy = self._popular(req.n, exclude, compiled.predicate), [], "popularity"
+        return UserContext(allowed, profiled, state, prefs, user_vec, session_vec, exclude, compiled.predicate, now)
+
+    def recommend(self, req: RecommendRequest, ctx: UserContext | None = None, *, deadline: Deadline | None = None,
+                  reason: str | None = None) -> Served:
+        started = time.perf_counter()
+        ctx = ctx or self.context(req)
+        decision_id = uuid.uuid4().hex
+        seed = derived_seed(self.seed, req.user_id, decision_id)
+        tier, policy, fallback, ranker_version, candidates = self.name, self.policy.name, None, None, []
+        if not ctx.profiled:
             fallback = "non_profiled"
-        elif user_vec is None and session_vec is None:
-            items, features, policy = self._popular(req.n, exclude, compiled.predicate), [], "popularity"
-            fallback = "no_user_vector" if state is None or state.vector is None else "no_positive_signal"
+        elif not self._can_rank(ctx):
+            fallback = "no_user_vector" if ctx.state is None or ctx.state.vector is None else "no_positive_signal"
         else:
-            affect = self._affect(state, now, allowed)
-            items, features = self._bandit(
-                req, seed, user_vec, session_vec, exclude, compiled.predicate, prefs, now, affect
-            )
-            policy, fallback = self.policy.name, None
+            affect = self._affect(ctx.state, ctx.now, ctx.allowed)
+            items, features, candidates, ranker_version = self._bandit(req, ctx, seed, affect, deadline)
             if not items:  # everything filtered out of the neighbourhood
-                items, features, policy, fallback = (
-                    self._popular(req.n, exclude, compiled.predicate), [], "popularity", "no_candidates",
-                )
+                fallback = "no_candidates"
+        if fallback is not None:
+            items, features, policy, tier = self._popular(req.n, ctx.exclude, ctx.predicate), [], "popularity", "popularity"
         latency_ms = (time.perf_counter() - started) * 1000
         decision = Decision(
             decision_id=decision_id,
             user_id=req.user_id,
             policy=policy,
             policy_version=self.policy.version,
-            created_at=now,
+            created_at=ctx.now,
             items=items,
             features=features,
             context=req.context,
-            tier="streaming" if policy != "popularity" else "popularity",
+            tier=tier,
             seed=seed,
             experiment=req.experiment,
             variant=req.variant,
-            consent=allowed,
+            consent=ctx.allowed,
             fallback=fallback,
             activated=not req.preview,
             feature_names=list(FEATURES) if features else [],
+            ranker_version=ranker_version,
+            tier_reason=reason,
         )
+        self.log(decision, req)
+        rec = Recommendation(decision_id, decision.tier, items, round(latency_ms, 3), fallback, reason)
+        return Served(rec, decision, candidates)
+
+    def popular(self, req: RecommendRequest, ctx: UserContext, reason: str | None) -> Served:
+        """The last resort: items by engagement, propensity 1, logged like any answer."""
+        decision_id = uuid.uuid4().hex
+        items = self._popular(req.n, ctx.exclude, ctx.predicate)
+        decision = Decision(decision_id, req.user_id, "popularity", self.policy.version, ctx.now, items, [],
+                            req.context, "popularity", 0, not req.preview, req.experiment, req.variant,
+                            consent=ctx.allowed, fallback="degraded", tier_reason=reason)
+        self.log(decision, req)
+        return Served(Recommendation(decision_id, "popularity", items, 0.0, "degraded", reason), decision, [])
+
+    def log(self, decision: Decision, req: RecommendRequest) -> None:
         if not req.preview:  # a preview was not shown to anyone: nothing to log, audit or learn
             logged = time.perf_counter()
             self.decisions.append(decision)
             self._stage("log", logged)
-        return Recommendation(decision_id, decision.tier, items, round(latency_ms, 3), fallback)
+
+    def _can_rank(self, ctx: UserContext) -> bool:
+        return ctx.has_vector
 
     def _stage(self, stage: str, since: float) -> float:
         """Record the stage that ran from ``since`` (perf_counter) to now: its histogram and
@@ -168,44 +229,52 @@ class StreamingTier:
         raw = self.features.get(PREFERENCES_NS, user_id)
         return orjson.loads(raw) if raw is not None else {}
 
-    def _affect(self, state: UserState, now: float, allowed: dict[str, bool]) -> SessionAffect | None:
+    def _affect(self, state: UserState | None, now: float, allowed: dict[str, bool]) -> SessionAffect | None:
         """The session's affect, if the deployment allows it, the user consented (checked
         here, on the read path, as well as on the write path) and the session is live."""
-        if self.emotion is None or state.affect is None or now - state.received_at > self.session_gap_s:
+        if self.emotion is None or state is None or state.affect is None or now - state.received_at > self.session_gap_s:
             return None
         return state.affect if allowed["emotion"] else None
 
-    def _bandit(self, req, seed, user_vec, session_vec, exclude, predicate, prefs, now, affect=None):
-        t = time.perf_counter()
+    def _candidates(self, req: RecommendRequest, ctx: UserContext) -> list[str]:
         ids: dict[str, None] = {}
         n_cand = req.candidates or self.candidates
-        for query, k in ((user_vec, n_cand), (session_vec, n_cand // 2)):
+        for query, k in ((ctx.user_vec, n_cand), (ctx.session_vec, n_cand // 2)):
             if query is not None:
-                found, _ = self.index.search(query, k, exclude=exclude, allow=predicate)
+                found, _ = self.index.search(query, k, exclude=ctx.exclude, allow=ctx.predicate)
                 ids.update(dict.fromkeys(found))
-        cand = [i for i in ids if i in self.catalog]
+        return [i for i in ids if i in self.catalog]
+
+    def _bonus(self, x: np.ndarray, vectors: np.ndarray, ctx: UserContext, deadline: Deadline | None):
+        """Extra score per candidate added to every posterior draw, and the model version
+        that produced it (the origin's deep ranker); the streaming tier adds none."""
+        return None, None
+
+    def _bandit(self, req, ctx: UserContext, seed: int, affect=None, deadline=None):
+        t = time.perf_counter()
+        cand = self._candidates(req, ctx)
         t = self._stage("retrieve", t)
         if not cand:
-            return [], []
+            return [], [], [], None
         vectors = self.index.get_many(cand)
         rows = self.catalog.rows(cand)
-        preference = self._preference_match(cand, prefs)
+        preference = self._preference_match(cand, ctx.prefs)
         x = candidate_features(
-            vectors, user_vec, session_vec,
+            vectors, ctx.user_vec, ctx.session_vec,
             self.catalog.engagement[rows], self.catalog.max_engagement, self.catalog.added_at[rows],
-            preference, now,
+            preference, ctx.now,
         )
         candidates = Candidates(cand, x)
         t = self._stage("features", t)
+        bonus, ranker_version = self._bonus(x, vectors, ctx, deadline)
+        t = time.perf_counter()
         adjustment = None
+        scale = req.exploration_scale
         if affect is not None:
             adjustment = rerank.adjust(affect, x[:, 1], x[:, 3], self.catalog.valence[rows], self.emotion)
-            slate = self.policy.policy.select(
-                None, candidates, req.n, seed, exploration_scale=adjustment.exploration_scale * req.exploration_scale,
-                bonus=adjustment.bonus,
-            )
-        else:
-            slate = self.policy.policy.select(None, candidates, req.n, seed, exploration_scale=req.exploration_scale)
+            scale *= adjustment.exploration_scale
+            bonus = adjustment.bonus if bonus is None else bonus + adjustment.bonus
+        slate = self.policy.policy.select(None, candidates, req.n, seed, exploration_scale=scale, bonus=bonus)
         self._stage("bandit", t)
         items = []
         for pos, row in enumerate(slate.order.tolist()):
@@ -219,7 +288,7 @@ class StreamingTier:
                 )
             )
         features = [x[row].round(6).tolist() for row in slate.order.tolist()]
-        return items, features
+        return items, features, cand, ranker_version
 
     def _preference_match(self, cand: list[str], prefs: dict[str, Any]) -> np.ndarray:
         liked = set(prefs.get("liked_tags", []))
@@ -258,6 +327,8 @@ def _reasons(x: np.ndarray, explored: bool, affect_reason: str | None = None) ->
         reasons.append("matches your stated preferences")
     if named["popularity"] >= 0.5:
         reasons.append("popular")
+    elif named["recency"] >= 0.9 and named["popularity"] <= 0.0:
+        reasons.append("new in the catalog")
     if explored:
         reasons.append("exploring: shown to learn whether it suits you")
     if affect_reason:
