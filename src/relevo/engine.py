@@ -166,10 +166,10 @@ class Engine:
             propensity_samples=s.recommend.propensity_samples, examination=s.bandit.examination)),
             self.features, self.models, name="edge_beta")
         self.edge_policy.load()
-        edge_joiner = RewardJoiner(self.decisions, self.features, self.edge_policy,
-                                   JoinConfig(s.bandit.attribution_window_s, s.bandit.default_reward))
-        edge_joiner.metrics = self.metrics
-        self.processor.joiners.append(edge_joiner)
+        self.edge_joiner = RewardJoiner(self.decisions, self.features, self.edge_policy,
+                                        JoinConfig(s.bandit.attribution_window_s, s.bandit.default_reward))
+        self.edge_joiner.metrics = self.metrics
+        self.processor.joiners.append(self.edge_joiner)
         common = dict(session_gap_s=s.stream.session_gap_s, seed=s.recommend.seed, emotion=self._rerank_config(),
                       consent_defaults=self.consent_defaults, metrics=self.metrics, tracer=self.tracer)
         stores = (self.features, self.index, self.catalog, self.decisions, self.policy)
@@ -424,6 +424,10 @@ class Engine:
         self.metrics.explored.inc(sum(1 for s in rec.items if s.explored))
         return rec
 
+    def popular(self, n: int) -> list[dict[str, Any]]:
+        """The ``n`` most engaged-with items, ``[{"item_id", "score"}]`` (score in [0, 1])."""
+        return [{"item_id": s.item_id, "score": s.score} for s in self.streaming._popular(n, set(), None)]
+
     def feedback(self, decision_id: str, item_id: str, reward: float, at: float | None = None) -> str:
         """Join an explicit reward to an item of a logged decision (RewardJoiner rules).
         Returns "joined", "duplicate" (already rewarded) or "late" (window closed)."""
@@ -436,11 +440,12 @@ class Engine:
             raise NotFound(f"no decision {decision_id!r}", field="decision_id")
         if item_id not in {i.item_id for i in decision.items}:
             raise ValidationError(f"item {item_id!r} was not shown in decision {decision_id!r}", field="item_id")
-        if decision.policy != self.policy.name:
+        joiner = {self.policy.name: self.joiner, self.edge_policy.name: self.edge_joiner}.get(decision.policy)
+        if joiner is None:
             raise ValidationError(f"decision {decision_id!r} was served by {decision.policy!r}; it has no model to reward",
                                   field="decision_id", code="not_learnable")
         outcome = Outcome(decision_id, item_id, float(reward), time.time() if at is None else at, "feedback")
-        joined = self.joiner.record([outcome])
+        joined = joiner.record([outcome])
         status = joined.status[0]
         self.metrics.rewards.labels(status).inc()
         return status
@@ -503,10 +508,11 @@ class Engine:
         can be read back)."""
         # the write lock stops an in-flight batch from writing the user back; the policy lock
         # stops a concurrent feedback from re-creating a reward marker through a cached decision
-        with self.processor.write_lock, self.policy.lock:
+        with self.processor.write_lock, self.policy.lock, self.edge_policy.lock:
             self.processor.erased_users.add(user_id)
             decisions = self.decisions.for_user(user_id, limit=1_000_000)
-            self.joiner.forget(d.decision_id for d in decisions)
+            for joiner in (self.joiner, self.edge_joiner):
+                joiner.forget([d.decision_id for d in decisions])
             markers = [(REWARDS_NS, marker_key(d.decision_id, i.item_id)) for d in decisions for i in d.items]
             own = {ns: self.features.erase([(ns, user_id)]) > 0
                    for ns in (USERS_NS, PREFERENCES_NS, consent_registry.CONSENT_NS)}

@@ -9,7 +9,7 @@ from urllib.parse import quote
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -232,6 +232,11 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
                              non_profiled=body.non_profiled, preview=body.preview, budget_ms=body.budget_ms)
         )
         return _json(rec.to_dict())
+
+    @app.get("/v1/popular", tags=["recommendations"])
+    async def popular(request: Request, n: int = Query(100, ge=1, le=1000)) -> Response:
+        """Items by engagement (what an edge process serves when it cannot reach this origin)."""
+        return _json({"items": eng(request).popular(n)})
 
     @app.post("/v1/feedback", tags=["recommendations"])
     async def feedback(body: FeedbackIn, request: Request) -> Response:

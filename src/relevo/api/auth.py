@@ -18,7 +18,7 @@ scope      routes
 =========  ====================================================================================
 (public)   GET /healthz, GET /dashboard (the page only: it holds no data)
 ingest     POST /v1/events, PUT /v1/users/{id}/preferences, PUT /v1/users/{id}/consent
-recommend  POST /v1/recommendations, Personalizer rank / reward / activate (single and multi-slot)
+recommend  POST /v1/recommendations, GET /v1/popular, Personalizer rank / reward / activate (single and multi-slot)
 either     POST /v1/feedback: recommend or ingest (an event with a decision_id is a reward too)
 erase      DELETE /v1/users/{id}
 admin      /v1/items/**, /v1/experiments/**, /v1/decisions/**, /v1/users/{id}/export/**,
@@ -82,6 +82,7 @@ RULES: tuple[Rule, ...] = (
     _rule("GET", "/v1/users/*/**", "admin"),
     _rule("DELETE", "/v1/users/*", "erase"),
     _rule("POST", "/v1/recommendations", "recommend"),
+    _rule("GET", "/v1/popular", "recommend"),
     _rule("POST", "/v1/feedback", "recommend ingest"),
     _rule("POST", f"{_P}/rank", "recommend"),
     _rule("POST", f"{_P}/multislot/rank", "recommend"),

@@ -46,6 +46,31 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_edge(args) -> int:
+    import uvicorn
+
+    from relevo.api.auth import AuthConfigError
+    from relevo.api.edge import create_edge_app
+
+    try:
+        settings = _settings(args)
+        if args.invalidation_url:
+            settings.tiers.invalidation_url = args.invalidation_url
+        app = create_edge_app(args.origin, settings, timeout_s=args.timeout_ms / 1000.0,
+                              origin_key=os.environ.get("RELEVO_EDGE_ORIGIN_KEY", ""))
+    except AuthConfigError as exc:
+        print(f"relevo edge: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"relevo edge: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    if not settings.tiers.invalidation_url:
+        print("relevo edge: no invalidation URL (--invalidation-url or RELEVO_TIERS__INVALIDATION_URL): cached "
+              "answers expire by TTL only, a user's events do not clear them", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from relevo.cli.demo import run_demo
 
@@ -347,6 +372,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--home", help="state folder (default RELEVO_HOME or ./.relevo)")
     serve.set_defaults(func=cmd_serve)
+
+    edge = sub.add_parser("edge", help="serve an edge process: response cache in front of an origin (relevo serve)",
+                          description="Caches each user's answers, cleared by the origin's invalidation messages "
+                          "(Redis pub/sub); forwards misses to the origin; keeps answering (stale or popular, "
+                          "labelled) when the origin is down. RELEVO_EDGE_ORIGIN_KEY: a recommend-scope key for "
+                          "the edge's own calls.")
+    edge.add_argument("--origin", required=True, help="origin base URL, e.g. http://127.0.0.1:8000")
+    edge.add_argument("--host", default="127.0.0.1")
+    edge.add_argument("--port", type=int, default=8100)
+    edge.add_argument("--invalidation-url", default="", help="Redis URL of the origin's invalidation pub/sub")
+    edge.add_argument("--timeout-ms", type=float, default=500.0, help="origin call timeout (and the request budget)")
+    edge.set_defaults(func=cmd_edge)
 
     demo = sub.add_parser(
         "demo",

@@ -39,9 +39,13 @@ def _positive(event: Event, threshold: float) -> bool:
 
 
 def temporal_split(
-    events: Iterable[Event], test_fraction: float = 0.2, positive_threshold: float = 4.0,
+    events: Iterable[Event], test_fraction: float = 0.2, positive_threshold: float = 4.0, *,
+    per_user: bool = False,
 ) -> Split:
-    """Split at the global ``1 - test_fraction`` quantile of event timestamps.
+    """Split at the global ``1 - test_fraction`` quantile of event timestamps, or with
+    ``per_user=True`` at each user's own quantile (each user's last ``test_fraction`` of
+    events is held out: every user with enough history is evaluated; ``cutoff`` is then
+    the median of the users' cutoffs).
 
     Only users with at least one train event and a non-empty test set are in ``test``;
     ``train`` keeps every event at or before the cutoff (stable order on equal times)."""
@@ -56,14 +60,24 @@ def temporal_split(
         raise ValidationError("every event needs a timestamp for a temporal split",
                               field="timestamp")
     ts = np.fromiter((e.timestamp for e in events), dtype=np.float64, count=len(events))
-    cutoff = float(np.quantile(ts, 1.0 - test_fraction))
+    if per_user:
+        users = np.array([e.user_id for e in events], dtype=object)
+        _, inverse = np.unique(users, return_inverse=True)
+        cutoffs = np.zeros(inverse.max() + 1)
+        for u in range(len(cutoffs)):
+            cutoffs[u] = np.quantile(ts[inverse == u], 1.0 - test_fraction, method="lower")
+        limit = cutoffs[inverse]
+        cutoff = float(np.median(cutoffs))
+    else:
+        cutoff = float(np.quantile(ts, 1.0 - test_fraction))
+        limit = np.full(len(ts), cutoff)
     order = np.argsort(ts, kind="stable")
-    train = [events[i] for i in order[ts[order] <= cutoff].tolist()]
+    train = [events[i] for i in order[ts[order] <= limit[order]].tolist()]
     seen: dict[str, set[str]] = defaultdict(set)
     for e in train:
         seen[e.user_id].add(e.item_id)
     test: dict[str, set[str]] = defaultdict(set)
-    for i in np.flatnonzero(ts > cutoff).tolist():
+    for i in np.flatnonzero(ts > limit).tolist():
         e = events[i]
         unseen = e.user_id in seen and e.item_id not in seen[e.user_id]
         if unseen and _positive(e, positive_threshold):
