@@ -88,7 +88,7 @@ def create_edge_app(origin_url: str, settings: Settings | None = None, *, timeou
                     state["popular"] = r.json()["items"]
             except httpx.HTTPError:
                 pass
-            await asyncio.sleep(POPULAR_REFRESH_S if state["popular"] is not None else 1.0)
+            await asyncio.sleep(POPULAR_REFRESH_S if state["popular"] else 1.0)  # empty: the catalog is filling
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
