@@ -52,6 +52,7 @@ from relevo.tiers.features import FEATURES, PRIOR_MEAN
 from relevo.tiers.invalidation import InvalidationBus
 from relevo.tiers.orchestrator import COST_PRIORS_MS, Orchestrator, OrchestratorConfig
 from relevo.tiers.origin import OriginTier
+from relevo.tiers.refresh import Refresher
 from relevo.tiers.streaming import RecommendRequest, StreamingTier
 
 log = structlog.get_logger(__name__)
@@ -146,6 +147,8 @@ class Engine:
         self.processor.start()
         if self.ranker is not None:
             self.ranker.start()
+        if self.refresher is not None:
+            self.refresher.start()
         self._opened = True
         log.info("engine_opened", home=str(s.home), items=len(self.catalog))
         return self
@@ -183,6 +186,7 @@ class Engine:
                              candidate_ttl_s=t.candidate_ttl_s, max_candidates=t.edge_candidates)
         self.orchestrator = Orchestrator(self.streaming, self.origin, self.edge, costs, OrchestratorConfig(
             t.budget_ms, t.min_history, s.stream.session_gap_s), self.metrics)
+        self.refresher = Refresher(self.orchestrator, metrics=self.metrics) if t.refresh else None
         self.bus = InvalidationBus(t.invalidation_url, t.invalidation_channel)
         self.bus.subscribe(self._invalidate)
         self.processor.on_changed = lambda changed: self.bus.publish(changed, applied=True)
@@ -198,6 +202,8 @@ class Engine:
             now = time.time()
             for received_at in changed.values():
                 self.metrics.invalidation_lag.observe(max(now - received_at, 0.0))
+            if self.refresher is not None:
+                self.refresher.schedule(changed)
 
     def _new_policy(self):
         rec, b = self.settings.recommend, self.settings.bandit
@@ -276,6 +282,8 @@ class Engine:
         if not self._opened:
             return
         self.processor.stop()
+        if self.refresher is not None:
+            self.refresher.stop()
         if self.ranker is not None:
             self.ranker.stop()
         self.bus.close()
@@ -381,7 +389,14 @@ class Engine:
         return result
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
-        return self.processor.wait_idle(timeout)
+        """Until the stream has applied everything in the log and the refresher has
+        recomputed the cached answers of the users it touched."""
+        started = time.monotonic()
+        if not self.processor.wait_idle(timeout):
+            return False
+        if self.refresher is None:
+            return True
+        return self.refresher.wait_idle(max(timeout - (time.monotonic() - started), 0.0))
 
     # -- serving -------------------------------------------------------------------------
 

@@ -136,6 +136,7 @@ class TierSettings(_Config):
     cache_users: int = Field(100_000, ge=1)
     candidate_ttl_s: float = Field(900.0, gt=0)
     edge_candidates: int = Field(50, ge=1, le=1000)
+    refresh: bool = True  # recompute a user's cached answers after their events are applied
     invalidation_url: str = ""
     invalidation_channel: str = "relevo:invalidate"
 

@@ -154,7 +154,7 @@ def create_edge_app(origin_url: str, settings: Settings | None = None, *, timeou
         if r.status_code >= 400:  # the client's error: passed through as the origin said it
             return Response(r.content, status_code=r.status_code, media_type="application/json")
         out = r.json()
-        if cacheable and out.get("tier") in ("streaming", "origin"):
+        if cacheable and out.get("tier") in ("streaming", "origin", "edge") and not out.get("stale"):
             rec = Recommendation(out["decision_id"], out["tier"], [ScoredItem(**i) for i in out["items"]],
                                  out["latency_ms"], out.get("fallback"), out.get("tier_reason"))
             cache.put(body.user_id, key, CacheEntry(rec, _placeholder(out), now, 0), generation)

@@ -114,6 +114,8 @@ class Metrics:
             "after the event was applied", buckets=FRESHNESS_BUCKETS, registry=r)
         self.invalidations = Counter("relevo_edge_invalidations", "Cached answers dropped by user events",
                                      registry=r)
+        self.refreshes = Counter("relevo_edge_refreshes", "Cached answers recomputed after a user's events, by result",
+                                 ["result"], registry=r)
         self.ranker_version = Gauge("relevo_ranker_version", "Version of the deep ranker in service", registry=r)
         self.ranker_examples = Counter("relevo_ranker_examples", "Training examples handed to the deep ranker",
                                        registry=r)

@@ -32,12 +32,14 @@ from relevo.tiers.features import FEATURES, PRIOR_MEAN, candidate_features
 from relevo.tiers.streaming import RecommendRequest, Served, StreamingTier, UserContext, _reasons, derived_seed
 
 CONTEXT_KEYS = ("device", "page", "surface", "locale", "country", "placement")
+MAX_REQUESTS_PER_USER = 4
 
 
 def cache_key(req: RecommendRequest, context_keys=CONTEXT_KEYS) -> bytes:
-    """n, filters and the context bucket (the context keys that select a different page)."""
+    """n, filters, the experiment variant and the context bucket (the context keys that
+    select a different page; other context keys do not split the cache)."""
     bucket = {k: req.context[k] for k in context_keys if k in req.context}
-    return orjson.dumps([req.n, req.filters, bucket], option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps([req.n, req.filters, req.variant, bucket], option=orjson.OPT_SORT_KEYS)
 
 
 @dataclass(slots=True)
@@ -54,6 +56,8 @@ class ResponseCache:
         self.max_users = max_users
         self._users: OrderedDict[str, dict[bytes, CacheEntry]] = OrderedDict()
         self._candidates: dict[str, tuple[float, list[str]]] = {}
+        # the last requests each user made, per key: what the refresher recomputes after their events
+        self._requests: dict[str, dict[bytes, RecommendRequest]] = {}
         self._generation: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -72,7 +76,7 @@ class ResponseCache:
             return entry
 
     def put(self, user_id: str, key: bytes, entry: CacheEntry, generation: int,
-            candidates: list[str] | None = None) -> bool:
+            candidates: list[str] | None = None, request: RecommendRequest | None = None) -> bool:
         """Store unless the user was invalidated since ``generation`` was read."""
         with self._lock:
             if self._generation.get(user_id, 0) != generation:
@@ -81,10 +85,19 @@ class ResponseCache:
             self._users.move_to_end(user_id)
             if candidates:
                 self._candidates[user_id] = (entry.created_at, candidates)
+            if request is not None:
+                requests = self._requests.setdefault(user_id, {})
+                requests[key] = request
+                while len(requests) > MAX_REQUESTS_PER_USER:
+                    del requests[next(iter(requests))]
             while len(self._users) > self.max_users:
                 evicted, _ = self._users.popitem(last=False)
                 self._candidates.pop(evicted, None)
+                self._requests.pop(evicted, None)
             return True
+
+    def requests(self, user_id: str) -> list[RecommendRequest]:
+        return list(self._requests.get(user_id, {}).values())
 
     def candidates(self, user_id: str, now: float, ttl_s: float) -> list[str] | None:
         found = self._candidates.get(user_id)
@@ -106,6 +119,7 @@ class ResponseCache:
         """Erasure: the user's answers, candidates and generation counter."""
         with self._lock:
             dropped = len(self._users.pop(user_id, None) or ()) + (self._candidates.pop(user_id, None) is not None)
+            self._requests.pop(user_id, None)
             self._generation[user_id] = self._generation.get(user_id, 0) + 1  # an in-flight put is refused
         return dropped
 
@@ -113,6 +127,7 @@ class ResponseCache:
         with self._lock:
             self._users.clear()
             self._candidates.clear()
+            self._requests.clear()
             for user_id in list(self._generation):
                 self._generation[user_id] += 1
 
@@ -154,7 +169,7 @@ class EdgeTier:
     def store(self, req: RecommendRequest, served: Served, generation: int, now: float) -> bool:
         entry = CacheEntry(served.recommendation, served.decision, now, self.streaming.catalog.version)
         return self.cache.put(req.user_id, self.key(req), entry, generation,
-                              served.candidates[: self.max_candidates] if served.candidates else None)
+                              served.candidates[: self.max_candidates] if served.candidates else None, req)
 
     def rescore(self, req: RecommendRequest, ctx: UserContext, reason: str) -> Served | None:
         """The user's cached candidates, re-scored with fresh features by the edge scorer and

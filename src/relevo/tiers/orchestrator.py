@@ -57,10 +57,11 @@ class Orchestrator:
         self.config = config
         self.metrics = metrics
         self._hits = 0.0  # EWMA of the cache hit ratio over about the last 200 lookups
+        self.clock = time.time  # the cache's clock (a replay sets a virtual one)
 
     def recommend(self, req: RecommendRequest) -> Served:
         deadline = Deadline(req.budget_ms or self.config.budget_ms)
-        now = time.time()
+        now = self.clock()
         use_cache = not req.preview and not req.non_profiled
         generation = self.edge.cache.generation(req.user_id)
         entry = None
@@ -95,6 +96,23 @@ class Orchestrator:
             return self._finish(served, deadline, degraded)
         served = self.streaming.popular(req, ctx, reason)
         return self._finish(served, deadline, degraded)
+
+    def refresh(self, req: RecommendRequest) -> bool:
+        """Recompute ``req``'s answer as a preview through the tier ``auto`` would pick and
+        cache it (the refresher, after the user's events were applied). True if stored."""
+        now = self.clock()
+        generation = self.edge.cache.generation(req.user_id)
+        preview = dataclasses.replace(req, preview=True, tier="auto", explain=False, budget_ms=None)
+        ctx = self.streaming.context(preview)
+        tier, reason = self.select(preview, ctx, None)
+        if tier not in ("origin", "streaming"):
+            return False
+        started = time.perf_counter()
+        served = self._run(tier, preview, ctx, Deadline(self.config.budget_ms), reason, [])
+        self.costs.observe(tier, (time.perf_counter() - started) * 1000)
+        if served is None or served.recommendation.tier != tier:
+            return False  # a popularity fallback is not worth a cache entry
+        return self.edge.store(req, served, generation, now)
 
     def select(self, req: RecommendRequest, ctx: UserContext, entry) -> tuple[str, str]:
         if req.tier != "auto":
