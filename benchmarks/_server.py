@@ -25,9 +25,11 @@ def main() -> None:
     p.add_argument("--items", type=int, required=True)
     p.add_argument("--users", type=int, default=1000)
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--ranker-steps", type=int, default=0, help="train and publish the deep ranker before serving")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        key = ApiSettings.Key(id="bench", hash=os.environ["RELEVO_BENCH_KEY_HASH"], scopes=("recommend",))
+        scopes = tuple(os.environ.get("RELEVO_BENCH_SCOPES", "recommend").split(","))
+        key = ApiSettings.Key(id="bench", hash=os.environ["RELEVO_BENCH_KEY_HASH"], scopes=scopes)
         engine = Engine(Settings(home=Path(tmp), api=ApiSettings(keys=[key]))).open()
         vectors = clustered_vectors(args.items, engine.index.dim)
         for s in range(0, args.items, 10_000):
@@ -40,6 +42,9 @@ def main() -> None:
         for s in range(0, len(events), 1000):
             engine.ingest(events[s : s + 1000])
         engine.wait_idle(120)
+        if args.ranker_steps and engine.ranker is not None:
+            engine.ranker.train(args.ranker_steps)
+            engine.ranker.publish()
         print("READY", flush=True)
         sys.stdout.flush()
         uvicorn.run(create_app(engine), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)

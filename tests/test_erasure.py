@@ -48,6 +48,11 @@ def test_erasure_leaves_no_trace_in_sqlite_files(make_engine, tmp_path):
     assert receipt["removed"]["user_state"] and receipt["removed"]["consent"] and receipt["removed"]["preferences"]
     assert receipt["removed"]["feedback_markers"] == 2  # explicit feedback and the click event
     assert engine.features.get("users", GONE) is None and engine.decisions.for_user(GONE) == []
+    # in memory too: the edge cache (answers, candidates, remembered requests), the ranker's examples
+    assert receipt["removed"]["cached_responses"] >= 1 and receipt["removed"]["ranker_examples"] >= 6
+    assert GONE not in engine.cache._users and not engine.cache.requests(GONE)
+    assert engine.cache.candidates(GONE, time.time(), 1e9) is None
+    assert all(e.user_id != GONE for e in engine.ranker._buffer) and any(e.user_id == KEPT for e in engine.ranker._buffer)
     engine.ingest([Event(user_id=KEPT, item_id=CATALOG[30].id, type="click")])  # life goes on
     assert engine.wait_idle(10)
     engine.close()

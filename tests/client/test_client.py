@@ -140,6 +140,7 @@ def test_events_recommendations_feedback_and_decisions(client, live):
     assert {i.item_id for i in rec.items} <= {"alien", "scream", "toy", "shrek"}
     assert all(0 < i.propensity <= 1 and isinstance(i.explored, bool) for i in rec.items)
     assert any(i.reasons for i in rec.items)  # explain=True
+    assert rec.tier == "origin" and rec.tier_reason == "explain requested" and rec.degraded == ()
     with pytest.raises(AttributeError):
         rec.tier = "edge"  # frozen
 
@@ -152,6 +153,10 @@ def test_events_recommendations_feedback_and_decisions(client, live):
     assert [d["decision_id"] for d in client.user_decisions("ana", limit=5)] == [rec.decision_id]
     plain = client.recommend("ana", n=2, non_profiled=True, tier="streaming")
     assert isinstance(plain, Recommendation) and len(plain.items) == 2
+    hurried = client.recommend("ana", n=2, tier="origin", budget_ms=0.01)  # nothing fits: popularity, said so
+    assert hurried.tier == "popularity" and "origin:budget" in hurried.degraded and len(hurried.items) == 2
+    popular = client.popular(3)
+    assert [p["item_id"] for p in popular][:1] == ["alien"] and all(0 <= p["score"] <= 1 for p in popular)
 
 
 def test_users_round_trip(client, live):

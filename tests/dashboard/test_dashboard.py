@@ -56,7 +56,7 @@ def summary(client) -> dict:
 def test_summary_moves_after_events_recommendations_rewards_and_experiments(client, engine):
     first = client.get("/v1/dashboard/summary").json()
     assert first["series"]["t"] == [] and first["now"]["events_ingested"] == 0
-    assert first["cache"] == {"available": False, "message": "no cache tier yet"}
+    assert first["cache"]["available"] and first["cache"]["hits"] == 0 and first["cache"]["degraded"] == {}
     assert "needs a running experiment" in first["regret"]["definition"] and first["experiment"] is None
 
     assert client.post("/v1/experiments", json=DESIGN).status_code == 201
@@ -74,6 +74,7 @@ def test_summary_moves_after_events_recommendations_rewards_and_experiments(clie
 
     d = summary(client)
     s = d["series"]
+    assert d["cache"]["entries"] >= 1  # the streaming answers, cached for the edge
     assert len(s["t"]) == 1
     assert s["events_ingested_per_s"][-1] > 0 and s["events_processed_per_s"][-1] > 0
     assert d["now"]["events_ingested"] == 30 and d["now"]["events_processed"] == 30 and d["now"]["consumer_lag"] == 0
@@ -356,7 +357,7 @@ def test_dashboard_in_chromium_follows_a_users_recommendations(chrome, make_engi
         _wait(lambda: points("chart-experiment") == 2 and points("chart-ctr") > 0 and points("chart-tier-mix") > 0
               and points("chart-freshness-hist") > 0, 20, "the experiment, CTR, tier-mix and freshness charts")
         time.sleep(3)  # a few more seconds of live series for the picture
-        assert "no cache tier yet" in chrome.find_element(By.ID, "cache").text
+        assert "Edge cache hit ratio" in chrome.find_element(By.ID, "cache").text
         errors = [e for e in chrome.get_log("browser")  # the 401 that made the page ask for a key aside
                   if e["level"] == "SEVERE" and "401 (Unauthorized)" not in e["message"]]
         assert not errors, errors

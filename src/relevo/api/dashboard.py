@@ -257,8 +257,29 @@ class Ring:
             "reward_by_policy": {p: _mean_reward(last, p) for p in policies},
             "experiment": last.experiment,
             "regret": {"definition": REGRET_DEFINITION if last.regret else NO_REGRET, "by_variant": last.regret},
-            "cache": {"available": False, "message": "no cache tier yet"},
+            "cache": _cache(engine),
         }
+
+
+def _cache(engine: Engine) -> dict[str, Any]:
+    """The edge cache and the degradations, from the engine's own metrics."""
+    m = engine.metrics
+    value = lambda metric: float(metric._value.get())  # noqa: E731
+    degraded: dict[str, float] = {}
+    for sample in m.degradations.collect()[0].samples:
+        if sample.name.endswith("_total"):
+            key = f"{sample.labels['tier']}:{sample.labels['cause']}"
+            degraded[key] = degraded.get(key, 0.0) + sample.value
+    return {
+        "available": True,
+        "hit_ratio": value(m.cache_hit_ratio),
+        "hits": value(m.cache_lookups.labels("hit")),
+        "misses": value(m.cache_lookups.labels("miss")),
+        "entries": len(engine.cache),
+        "refreshed": value(m.refreshes.labels("stored")),
+        "degraded": degraded,
+        "ranker_version": engine.ranker.scorers.version if engine.ranker is not None else None,
+    }
 
 
 def _reading_before(readings: list[Reading], times: list[float], t: float) -> Reading:

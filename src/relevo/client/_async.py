@@ -94,8 +94,11 @@ class AsyncClient:
 
     async def recommend(self, user_id: str, n: int = 10, *, context: Mapping[str, Any] | None = None,
                   filters: Mapping[str, Any] | None = None, explain: bool = False, tier: Tier = "auto",
-                  non_profiled: bool = False) -> Recommendation:
-        return await self.send(api.recommend(user_id, n, context, filters, explain, tier, non_profiled))
+                  non_profiled: bool = False, budget_ms: float | None = None) -> Recommendation:
+        return await self.send(api.recommend(user_id, n, context, filters, explain, tier, non_profiled, budget_ms))
+
+    async def popular(self, n: int = 100) -> list[dict[str, Any]]:
+        return await self.send(api.popular(n))
 
     async def feedback(self, decision_id: str, item_id: str, reward: float) -> FeedbackResult:
         return await self.send(api.feedback(decision_id, item_id, reward))

@@ -98,9 +98,11 @@ def send_prepared(events: Sequence[Mapping[str, Any]]) -> Call[AppendResult]:
 # -- recommendations -----------------------------------------------------------------------
 
 def recommend(user_id: str, n: int, context: Mapping[str, Any] | None, filters: Mapping[str, Any] | None,
-              explain: bool, tier: str, non_profiled: bool) -> Call[Recommendation]:
+              explain: bool, tier: str, non_profiled: bool, budget_ms: float | None = None) -> Call[Recommendation]:
     body: dict[str, Any] = {"user_id": user_id, "n": n, "explain": explain, "tier": tier,
                             "non_profiled": non_profiled}
+    if budget_ms is not None:
+        body["budget_ms"] = budget_ms
     if context:
         body["context"] = dict(context)
     if filters:
@@ -108,6 +110,10 @@ def recommend(user_id: str, n: int, context: Mapping[str, Any] | None, filters: 
     # each answer is a new logged decision: retried only when the server surely did not act
     return Call("POST", "/v1/recommendations", lambda r: recommendation_from_json(_json(r)), _dumps(body),
                 idempotent=False)
+
+
+def popular(n: int) -> Call[list[dict[str, Any]]]:
+    return Call("GET", f"/v1/popular?n={int(n)}", lambda r: _json(r)["items"])
 
 
 def feedback(decision_id: str, item_id: str, reward: float) -> Call[FeedbackResult]:

@@ -114,11 +114,16 @@ class Client:
 
     def recommend(self, user_id: str, n: int = 10, *, context: Mapping[str, Any] | None = None,
                   filters: Mapping[str, Any] | None = None, explain: bool = False, tier: Tier = "auto",
-                  non_profiled: bool = False) -> Recommendation:
+                  non_profiled: bool = False, budget_ms: float | None = None) -> Recommendation:
         """A logged decision of ``n`` items. ``filters``: ``tags`` (any of), ``exclude_tags``,
         ``exclude_ids``, ``<attribute>: value or [any of]``; ``non_profiled`` answers without
-        the user's history. Not retried once the request may have reached the server."""
-        return self.send(api.recommend(user_id, n, context, filters, explain, tier, non_profiled))
+        the user's history; ``budget_ms`` is the deadline (the answer's ``tier`` and
+        ``degraded`` say what fitted). Not retried once the request may have reached the server."""
+        return self.send(api.recommend(user_id, n, context, filters, explain, tier, non_profiled, budget_ms))
+
+    def popular(self, n: int = 100) -> list[dict[str, Any]]:
+        """``[{"item_id", "score"}]``: the most engaged-with items."""
+        return self.send(api.popular(n))
 
     def feedback(self, decision_id: str, item_id: str, reward: float) -> FeedbackResult:
         """Reward an item of a decision; the first reward of each item wins."""
