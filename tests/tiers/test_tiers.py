@@ -165,3 +165,16 @@ def test_tier_metrics_are_exported(engine):
                  "relevo_edge_cache_lookups_total{result=\"hit\"}", "relevo_edge_cache_hit_ratio",
                  "relevo_invalidation_lag_seconds_count", "relevo_ranker_version", "relevo_ranker_examples_total"):
         assert name in text, name
+
+
+def test_the_origin_skips_its_ranker_when_the_deadline_has_no_room_for_it(engine):
+    history(engine, "fan", ["h0", "h1", "h2", "a0", "a1", "d0"])
+    engine.ranker.train(3)
+    version = engine.ranker.publish()
+    ranked = rec(engine, "fan", tier="origin")
+    assert ranked.tier == "origin" and ranked.degraded == ()
+    assert engine.decisions.get(ranked.decision_id).ranker_version == version
+    engine.orchestrator.costs._mean["ranker"] = 10_000.0  # the ranker now "costs" 10 s
+    hurried = rec(engine, "fan", tier="origin")
+    assert hurried.tier == "origin" and hurried.degraded == ("ranker:budget",)
+    assert engine.decisions.get(hurried.decision_id).ranker_version is None

@@ -135,9 +135,7 @@ class Orchestrator:
         if tier == "edge":
             return self.edge.rescore(req, ctx, reason)
         if tier == "origin":
-            served = self.origin.recommend(req, ctx, deadline=deadline, reason=reason)
-            degraded.extend(self.origin.skipped)
-            return served
+            return self.origin.recommend(req, ctx, deadline=deadline, reason=reason, skipped=degraded)
         return self.streaming.recommend(req, ctx, deadline=deadline, reason=reason)
 
     def _finish(self, served: Served, deadline: Deadline, degraded) -> Served:

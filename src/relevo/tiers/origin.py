@@ -35,7 +35,6 @@ class OriginTier(StreamingTier):
         self.weight = weight
         self.cold_candidates = cold_candidates
         self.popular_candidates = popular_candidates
-        self.skipped: list[str] = []  # stages skipped by the last call (read by the orchestrator)
 
     def _can_rank(self, ctx: UserContext) -> bool:
         return True  # popular and new items are candidates even without a user vector
@@ -57,13 +56,13 @@ class OriginTier(StreamingTier):
                 taken += 1
         return list(ids)
 
-    def _bonus(self, x: np.ndarray, vectors: np.ndarray, ctx: UserContext, deadline: Deadline | None):
-        self.skipped = []
+    def _bonus(self, x: np.ndarray, vectors: np.ndarray, ctx: UserContext, deadline: Deadline | None,
+               skipped: list[str]):
         scorers = self.ranker.scorers if self.ranker is not None else None
         if scorers is None or scorers.deep is None or self.weight == 0.0:
             return None, None
         if deadline is not None and not deadline.fits(self.costs.expected_ms("ranker")):
-            self.skipped.append("ranker:budget")
+            skipped.append("ranker:budget")
             return None, None
         started = time.perf_counter()
         rows = ranker_rows(x, vectors, ctx.user_vec, ctx.session_vec)

@@ -153,7 +153,8 @@ class StreamingTier:
         return UserContext(allowed, profiled, state, prefs, user_vec, session_vec, exclude, compiled.predicate, now)
 
     def recommend(self, req: RecommendRequest, ctx: UserContext | None = None, *, deadline: Deadline | None = None,
-                  reason: str | None = None) -> Served:
+                  reason: str | None = None, skipped: list[str] | None = None) -> Served:
+        """``skipped`` collects the stages left out to meet the deadline ("ranker:budget")."""
         started = time.perf_counter()
         ctx = ctx or self.context(req)
         decision_id = uuid.uuid4().hex
@@ -165,7 +166,8 @@ class StreamingTier:
             fallback = "no_user_vector" if ctx.state is None or ctx.state.vector is None else "no_positive_signal"
         else:
             affect = self._affect(ctx.state, ctx.now, ctx.allowed)
-            items, features, candidates, ranker_version = self._bandit(req, ctx, seed, affect, deadline)
+            items, features, candidates, ranker_version = self._bandit(req, ctx, seed, affect, deadline,
+                                                                       skipped if skipped is not None else [])
             if not items:  # everything filtered out of the neighbourhood
                 fallback = "no_candidates"
         if fallback is not None:
@@ -245,12 +247,13 @@ class StreamingTier:
                 ids.update(dict.fromkeys(found))
         return [i for i in ids if i in self.catalog]
 
-    def _bonus(self, x: np.ndarray, vectors: np.ndarray, ctx: UserContext, deadline: Deadline | None):
+    def _bonus(self, x: np.ndarray, vectors: np.ndarray, ctx: UserContext, deadline: Deadline | None,
+               skipped: list[str]):
         """Extra score per candidate added to every posterior draw, and the model version
         that produced it (the origin's deep ranker); the streaming tier adds none."""
         return None, None
 
-    def _bandit(self, req, ctx: UserContext, seed: int, affect=None, deadline=None):
+    def _bandit(self, req, ctx: UserContext, seed: int, affect=None, deadline=None, skipped=None):
         t = time.perf_counter()
         cand = self._candidates(req, ctx)
         t = self._stage("retrieve", t)
@@ -266,7 +269,7 @@ class StreamingTier:
         )
         candidates = Candidates(cand, x)
         t = self._stage("features", t)
-        bonus, ranker_version = self._bonus(x, vectors, ctx, deadline)
+        bonus, ranker_version = self._bonus(x, vectors, ctx, deadline, skipped if skipped is not None else [])
         t = time.perf_counter()
         adjustment = None
         scale = req.exploration_scale
