@@ -108,13 +108,13 @@ def latency_part(args, items: int, seconds: float, figures: dict, rows: list) ->
     started = time.perf_counter()
     server, edge, port, edge_port = start_servers(items, channel)
     print(f"servers ready in {time.perf_counter() - started:.0f} s ({items:,} items)", flush=True)
-    users = 1000
+    users = 200 if args.quick else 1000  # of the 1,000 with histories
     user = lambda r: f"u{int(r.integers(users))}"  # noqa: E731
     try:
         c = args.concurrency
         load(port, "GET", "/healthz", lambda r: None, c, 1.0)
         runs = {"baseline: GET /healthz": load(port, "GET", "/healthz", lambda r: None, c, seconds)}
-        for u in range(users):  # warm: every user's answer cached in the server and the edge process
+        for u in range(200 if args.quick else users):  # warm: answers cached in the server and the edge process
             for p in (port, edge_port):
                 load_one(p, {"user_id": f"u{u}", "n": 20})
         runs["edge hit (in-process cache)"] = load(port, "POST", "/v1/recommendations",
@@ -125,7 +125,7 @@ def latency_part(args, items: int, seconds: float, figures: dict, rows: list) ->
                                                     lambda r: {"user_id": user(r), "n": 20, "tier": "origin"}, c, seconds)
         runs["edge hit (relevo edge process)"] = load(edge_port, "POST", "/v1/recommendations",
                                                       lambda r: {"user_id": user(r), "n": 20}, c, seconds)
-        lags = invalidation_lag(port, channel, 2.0 if args.quick else 8.0)
+        lags = invalidation_lag(port, channel, 1.5 if args.quick else 8.0)
     finally:
         for proc in (edge, server):
             proc.terminate()
@@ -191,7 +191,7 @@ def hit_ratio_part(args, figures: dict, rows: list) -> None:
     items = load_items(folder)
     vectors = clustered_vectors(len(items), 384, clusters=50)
     ratings = sorted(iter_ratings(folder), key=lambda e: (int(e.user_id[2:]), e.timestamp))
-    budget = 1500 if args.quick else 8000
+    budget = 800 if args.quick else 8000
     chosen, count = set(), 0
     for e in ratings:
         if e.user_id not in chosen and count >= budget:
@@ -233,8 +233,8 @@ def main() -> None:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--skip-latency", action="store_true")
     args = p.parse_args()
-    items = 20_000 if args.quick else args.items
-    seconds = 3.0 if args.quick else args.seconds
+    items = 10_000 if args.quick else args.items
+    seconds = 2.0 if args.quick else args.seconds
     figures: dict = {"bench": "tiers", "items": items, "concurrency": args.concurrency, "seconds": seconds}
     rows = [("items", "what", "req/s", "p50 ms", "p95 ms", "p99 ms", "answered by it", "errors")]
     if not args.skip_latency:

@@ -146,3 +146,24 @@ def test_eval_ope_own_decisions_report_and_empty_range(home, capsys):
     assert "linear_ts on its own decisions" in capsys.readouterr().out
     assert main(["eval", "ope", "--home", str(home), "--since", str(time.time() + 10)]) == 2
     assert "no linear_ts decision" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_offline_on_movielens(movielens_dir, capsys):
+    code = main(["eval", "offline", "--data-dir", str(movielens_dir), "--users", "40", "--ranker-steps", "100",
+                 "--json"])
+    assert code == 0
+    report = last_json(capsys)
+    assert report["users"] == 40 and report["k"] == 10 and report["ranker_steps"] == 100
+    assert set(report["tiers"]) == {"streaming", "origin"}
+    for tier, metrics in report["tiers"].items():
+        assert metrics["answered_by"] == {tier: 40}
+        assert 0 <= metrics["ndcg"] <= 1 and 0 <= metrics["recall"] <= 1 and 0 < metrics["coverage"] <= 1
+    assert report["popularity"]["ndcg"] > 0
+
+
+def test_eval_offline_refuses_bad_arguments(movielens_dir, capsys):
+    assert main(["eval", "offline", "--data-dir", str(movielens_dir), "--tiers", "moon"]) == 2
+    assert "--tiers" in capsys.readouterr().err
+    assert main(["eval", "offline", "--data-dir", "/nonexistent"]) == 2
+    assert "MovieLens latest-small not found" in capsys.readouterr().err

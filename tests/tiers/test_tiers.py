@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 
+import numpy as np
 import pytest
 
 from relevo.records import Event, Item
@@ -178,3 +179,24 @@ def test_the_origin_skips_its_ranker_when_the_deadline_has_no_room_for_it(engine
     hurried = rec(engine, "fan", tier="origin")
     assert hurried.tier == "origin" and hurried.degraded == ("ranker:budget",)
     assert engine.decisions.get(hurried.decision_id).ranker_version is None
+
+
+def test_popularity_order_is_partial_but_widens_for_filters(make_engine):
+    from relevo.retrieval.catalog import Catalog
+
+    catalog = Catalog()
+    for k in range(5000):
+        catalog.upsert(Item(id=f"p{k}", title=f"p{k}", tags=["rare"] if k < 3 else ["common"]))
+        catalog.set_engagement(f"p{k}", float(k))  # the three "rare" items are the least popular
+    top = catalog.popular_order(10)
+    assert [catalog.id_at(int(r)) for r in top] == [f"p{k}" for k in range(4999, 4989, -1)]
+    assert len(catalog.popular_order(1000)) == 1000 and len(catalog.popular_order(9000)) == 5000
+    catalog.delete("p4999")
+    assert catalog.id_at(int(catalog.popular_order(1, max_age_s=0)[0])) == "p4998"
+    engine = make_engine()
+    engine.add_items([Item(id=f"p{k}", title=f"item {k}", tags=["rare"] if k < 3 else ["common"]) for k in range(1500)],
+                     vectors=np.eye(1500, 384, dtype=np.float32) + 0.01)
+    for k in range(1500):
+        engine.catalog.set_engagement(f"p{k}", float(k))
+    rare = engine.streaming._popular(5, set(), engine.catalog.compile_filter({"tags": ["rare"]}).predicate)
+    assert [s.item_id for s in rare] == ["p2", "p1", "p0"]  # found past the first 1,000

@@ -161,7 +161,7 @@ class _Usage(Exception):
     """A bad argument or missing data: message to stderr, exit code 2."""
 
 
-EVAL_HELP = """Offline evaluation of policies from logged bandit feedback.
+EVAL_HELP = """Offline evaluation: off-policy estimates from logged feedback, and replay of MovieLens.
 
 relevo eval ope --source obd --data-dir DIR [--campaign men|women] [--policy random|bts]
     Open Bandit Dataset: relevo's contextual TS (linear_ts, logistic_ts) is trained on the
@@ -177,7 +177,66 @@ relevo eval ope [--home PATH]
     reward markers, their unrewarded items at the default reward (--settled-only skips
     them).
 
+relevo eval offline [--data-dir DIR] [--tiers streaming,origin] [--users 200] [--k 10]
+    MovieLens latest-small, each user's last 20% of ratings held out (time order), the
+    rest replayed through the stream; Recall@k, NDCG@k, coverage and novelty of each tier's
+    posterior-mean top k for the held-out items, beside a popularity baseline.
+
 Exit codes: 0 done, 2 bad arguments or missing data."""
+
+def cmd_eval_offline(args) -> int:
+    """Temporal split of MovieLens, replay of the first part, Recall/NDCG/coverage/novelty
+    of each tier's top k for the held-out part, beside the popularity baseline."""
+    import tempfile
+
+    from rich.progress import Progress
+
+    from relevo.datasets.movielens import find_folder, iter_ratings, load_items
+    from relevo.engine import Engine
+    from relevo.evaluation.offline import replay, temporal_split
+    from relevo.settings import Settings
+
+    folder = find_folder(args.data_dir or os.environ.get("RELEVO_DATA_DIR"))
+    if folder is None:
+        print("relevo eval offline: MovieLens latest-small not found: --data-dir or RELEVO_DATA_DIR", file=sys.stderr)
+        return 2
+    tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
+    if not tiers or set(tiers) - {"streaming", "origin", "edge"} or args.users < 1 or args.k < 1:
+        print("relevo eval offline: --tiers takes streaming,origin,edge; --users and --k must be >= 1", file=sys.stderr)
+        return 2
+    split = temporal_split(iter_ratings(folder), args.test_fraction, per_user=not args.global_cutoff)
+    with tempfile.TemporaryDirectory() as home, Progress(disable=args.json) as progress:
+        engine = Engine(Settings(home=home)).open()
+        try:
+            task = progress.add_task("embedding the catalog", total=None)
+            engine.add_items(load_items(folder))
+            progress.update(task, total=1, completed=1)
+            tasks: dict[str, int] = {}
+
+            def stage(name: str, done: int, total: int) -> None:
+                label = {"ingest": "replaying train events", "train": "training the deep ranker"}[name]
+                if name not in tasks:
+                    tasks[name] = progress.add_task(label, total=total)
+                progress.update(tasks[name], completed=done)
+
+            users = progress.add_task("ranking for test users", total=min(args.users, len(split.test)))
+            report = replay(engine, split, tiers, k=args.k, max_users=args.users, ranker_steps=args.ranker_steps,
+                            stage=stage, progress=lambda done, total: progress.update(users, completed=done))
+        finally:
+            engine.close()
+    report.update(split="global cutoff" if args.global_cutoff else "per-user temporal (each user's last part held out)",
+                  test_fraction=args.test_fraction)
+    if args.json:
+        print(orjson.dumps(report).decode())
+        return 0
+    print(f"\n{report['users']} users, k={report['k']}, {report['split']}, ranker steps {report['ranker_steps']}")
+    print(f"  {'ranking':<12} {'recall':>8} {'ndcg':>8} {'coverage':>9} {'novelty':>8}  answered by")
+    rows = [(t, m) for t, m in report["tiers"].items()] + [("popularity", report["popularity"])]
+    for name, m in rows:
+        print(f"  {name:<12} {m['recall']:>8.4f} {m['ndcg']:>8.4f} {m['coverage']:>9.4f} {m['novelty']:>8.2f}  "
+              f"{m.get('answered_by', '')}")
+    return 0
+
 
 _OBD_ONLY = ("data_dir", "campaign", "log_policy", "models", "greedy")
 _DECISIONS_ONLY = ("home", "since", "limit", "settled_only")
@@ -429,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--json", action="store_true", help='print one JSON line {"secret", "entry"}')
     new.set_defaults(func=cmd_keys_new)
 
-    ev = sub.add_parser("eval", help="offline evaluation from logged feedback: relevo eval ope ...",
+    ev = sub.add_parser("eval", help="offline evaluation: relevo eval ope ... | relevo eval offline ...",
                         description=EVAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     ev_sub = ev.add_subparsers(dest="eval_command", required=True)
     ope = ev_sub.add_parser("ope", help="off-policy estimates (IPS, SNIPS, DR) with bootstrap intervals",
@@ -455,6 +514,17 @@ def build_parser() -> argparse.ArgumentParser:
     own.add_argument("--settled-only", action="store_true",
                      help="only decisions whose attribution window has ended (rewards final)")
     ope.set_defaults(func=cmd_eval_ope)
+    off = ev_sub.add_parser("offline", help="MovieLens replay: Recall/NDCG@k, coverage, novelty per tier vs popularity",
+                            description=cmd_eval_offline.__doc__)
+    off.add_argument("--data-dir", help="MovieLens latest-small (or RELEVO_DATA_DIR)")
+    off.add_argument("--tiers", default="streaming,origin", help="comma-separated: streaming, origin, edge")
+    off.add_argument("--users", type=int, default=200, help="test users ranked (default 200)")
+    off.add_argument("--k", type=int, default=10)
+    off.add_argument("--test-fraction", type=float, default=0.2)
+    off.add_argument("--global-cutoff", action="store_true", help="one time cutoff for everyone (few users qualify)")
+    off.add_argument("--ranker-steps", type=int, default=300, help="deep ranker steps after the replay (default 300)")
+    off.add_argument("--json", action="store_true")
+    off.set_defaults(func=cmd_eval_offline)
     return parser
 
 

@@ -197,6 +197,8 @@ def replay(
     batch: int = 5000,
     idle_timeout: float = 120.0,
     progress: Callable[[int, int], None] | None = None,
+    ranker_steps: int = 0,
+    stage: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Ingest ``split.train`` into ``engine``, then score each tier's top k for the test users.
 
@@ -204,7 +206,13 @@ def replay(
     popularity baseline and novelty use the same ingested events. Requests are previews
     (nothing logged or learned) with ``exploration_scale=0`` (posterior-mean order). A tier
     may be answered by a lower one; ``answered_by`` counts ``rec.tier`` per request.
-    ``progress(done, total)`` is called after each user.
+    ``progress(done, total)`` is called after each user; ``stage(name, done, total)``
+    during ingestion ("ingest") and ranker training ("train").
+
+    ``ranker_steps``: the replay compresses months of events into seconds, faster than the
+    deep ranker's online trainer (capped at a share of one core) keeps up with; this many
+    mini-batch steps are run on its buffer before ranking, then the ranker is published
+    (what the trainer would have done over the trace's real duration).
 
     Returns ``{"users", "k", "skipped_events", "tiers": {tier: metrics}, "popularity": metrics}``
     where metrics = ``{"recall", "ndcg", "coverage", "novelty"}`` (+ ``"answered_by"`` per tier).
@@ -221,10 +229,19 @@ def replay(
         raise ValidationError("no train event names an item of the engine's catalog", field="train")
     for start in range(0, len(kept), batch):
         engine.ingest(kept[start : start + batch])
+        if stage is not None:
+            stage("ingest", min(start + batch, len(kept)), len(kept))
     if not engine.wait_idle(idle_timeout):
         raise RuntimeError(
             f"the stream processor did not apply {len(kept)} train events within {idle_timeout} s"
         )
+    ranker = getattr(engine, "ranker", None)
+    if ranker_steps > 0 and ranker is not None:
+        for done in range(0, ranker_steps, 50):
+            ranker.train(min(50, ranker_steps - done))
+            if stage is not None:
+                stage("train", min(done + 50, ranker_steps), ranker_steps)
+        ranker.publish()
 
     users = sorted(split.test)[:max_users]
     lists: dict[str, dict[str, list[str]]] = {tier: {} for tier in tiers}
@@ -246,6 +263,7 @@ def replay(
     return {
         "users": len(users),
         "k": k,
+        "ranker_steps": ranker_steps if ranker is not None else 0,
         "skipped_events": len(split.train) - len(kept),
         "tiers": {
             tier: {

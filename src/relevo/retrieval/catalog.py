@@ -38,7 +38,7 @@ class Catalog:
         self.engagement = np.zeros(1024, dtype=np.float64)
         self.added_at = np.zeros(1024, dtype=np.float64)
         self.valence = np.zeros(1024, dtype=np.float64)  # item text affect in [-1, 1]
-        self._popular_cache: tuple[float, np.ndarray] | None = None
+        self._popular_cache: tuple[float, np.ndarray, bool] | None = None
         self._newest_cache: tuple[int, np.ndarray] | None = None
         self.max_engagement = 1.0
         # bumped on every insert or delete: caches keyed on the catalog's content use it
@@ -131,19 +131,25 @@ class Catalog:
             if value > self.max_engagement:
                 self.max_engagement = value
 
-    def popular_order(self, max_age_s: float = 1.0) -> np.ndarray:
-        """Rows of live items by engagement, highest first (cached for ``max_age_s``)."""
+    def popular_order(self, limit: int = 1000, max_age_s: float = 1.0) -> np.ndarray:
+        """Rows of the ``limit`` most engaged-with live items, highest first (fewer if the
+        catalog is smaller). Cached for ``max_age_s``; a partial sort, so a 1M catalog costs
+        a few ms a second, not a full argsort per request."""
         now = time.monotonic()
         cached = self._popular_cache
-        if cached is not None and now - cached[0] < max_age_s:
-            return cached[1]
+        if cached is not None and now - cached[0] < max_age_s and (len(cached[1]) >= limit or cached[2]):
+            return cached[1][:limit]
         with self._lock:
             n = len(self._ids)
-            score = np.where(self._alive[:n], self.engagement[:n], -np.inf)
-            order = np.argsort(-score, kind="stable")
-            order = order[self._alive[:n][order]]
-            self._popular_cache = (now, order)
-            return order
+            alive = self._alive[:n]
+            size = max(limit, 1000)
+            score = np.where(alive, self.engagement[:n], -np.inf)
+            complete = size >= n
+            rows = np.arange(n) if complete else np.argpartition(-score, size - 1)[:size]
+            rows = rows[np.lexsort((rows, -score[rows]))]  # by engagement, ties by row (stable)
+            rows = rows[alive[rows]]
+            self._popular_cache = (now, rows, complete)
+            return rows[:limit]
 
     def id_at(self, row: int) -> str:
         return self._ids[row]

@@ -41,8 +41,8 @@ class OriginTier(StreamingTier):
 
     def _candidates(self, req: RecommendRequest, ctx: UserContext) -> list[str]:
         ids = dict.fromkeys(super()._candidates(req, ctx))
-        for rows, limit in ((self.catalog.popular_order(), self.popular_candidates),
-                            (self.catalog.newest_order(self.cold_candidates), self.cold_candidates)):
+        for rows, limit in ((self.catalog.popular_order(4 * self.popular_candidates), self.popular_candidates),
+                            (self.catalog.newest_order(4 * self.cold_candidates), self.cold_candidates)):
             taken = 0
             for row in rows.tolist():
                 if taken >= limit:

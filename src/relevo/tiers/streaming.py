@@ -306,17 +306,21 @@ class StreamingTier:
 
     def _popular(self, n: int, exclude: set[str], predicate) -> list[ScoredItem]:
         out: list[ScoredItem] = []
-        order = self.catalog.popular_order()
         top = max(self.catalog.max_engagement, 1.0)
-        for row in order:
-            item_id = self.catalog.id_at(int(row))
-            if item_id in exclude or (predicate is not None and not predicate(item_id)):
-                continue
-            score = float(self.catalog.engagement[row]) / top
-            out.append(ScoredItem(item_id, round(score, 6), 1.0, False, ["popular"]))
-            if len(out) >= n:
-                break
-        return out
+        start, limit = 0, max(4 * n, 1000)
+        while True:  # the top of the popularity order, widened only when filters leave too few
+            order = self.catalog.popular_order(limit)
+            for row in order[start:].tolist():
+                item_id = self.catalog.id_at(row)
+                if item_id in exclude or (predicate is not None and not predicate(item_id)):
+                    continue
+                score = float(self.catalog.engagement[row]) / top
+                out.append(ScoredItem(item_id, round(score, 6), 1.0, False, ["popular"]))
+                if len(out) >= n:
+                    return out
+            if len(order) < limit:
+                return out
+            start, limit = len(order), 4 * limit
 
 
 def _reasons(x: np.ndarray, explored: bool, affect_reason: str | None = None) -> list[str]:
