@@ -173,6 +173,7 @@ class Engine:
                                         JoinConfig(s.bandit.attribution_window_s, s.bandit.default_reward))
         self.edge_joiner.metrics = self.metrics
         self.processor.joiners.append(self.edge_joiner)
+        self.processor.event_joiners.append(self.edge_joiner)  # clicks on edge decisions teach edge_beta
         common = dict(session_gap_s=s.stream.session_gap_s, seed=s.recommend.seed, emotion=self._rerank_config(),
                       consent_defaults=self.consent_defaults, metrics=self.metrics, tracer=self.tracer)
         stores = (self.features, self.index, self.catalog, self.decisions, self.policy)
@@ -578,7 +579,8 @@ class Engine:
             self.features.put_many(rows)
             if raw is not None and not allowed["personalization"]:
                 self.features.erase([(USERS_NS, user_id)])
-        # answers cached under the previous consent are not served again
+        # answers and candidates cached under the previous consent are not used again
+        self.cache.forget(user_id)
         self.bus.publish({user_id: time.time()}, applied=False)
         return current.filled(self.consent_defaults)
 

@@ -200,3 +200,64 @@ def test_popularity_order_is_partial_but_widens_for_filters(make_engine):
         engine.catalog.set_engagement(f"p{k}", float(k))
     rare = engine.streaming._popular(5, set(), engine.catalog.compile_filter({"tags": ["rare"]}).predicate)
     assert [s.item_id for s in rare] == ["p2", "p1", "p0"]  # found past the first 1,000
+
+
+def test_edge_rescoring_uses_the_published_scorer_and_clicks_teach_the_edge_bandit(engine):
+    history(engine, "fan", ["h0", "h1", "h2", "a0", "a1", "d0"])
+    engine.ranker.train(3)
+    version = engine.ranker.publish()
+    rec(engine, "fan", tier="streaming")  # caches the user's candidates
+    engine.ingest([Event(user_id="fan", item_id="d1", type="view")])  # clears the cached answer
+    assert engine.wait_idle(10)
+    edge = rec(engine, "fan", tier="edge", n=2)  # no cached answer for n=2: the edge re-scores
+    decision = engine.decisions.get(edge.decision_id)
+    assert edge.tier == "edge" and edge.degraded == () and decision.policy == "edge_beta"
+    assert decision.ranker_version == version  # scored by the distilled 6-feature scorer
+    before = engine.edge_policy.policy.n_updates
+    engine.ingest([Event(user_id="fan", item_id=edge.items[0].item_id, type="click", decision_id=edge.decision_id)])
+    assert engine.wait_idle(10)
+    assert engine.edge_policy.policy.n_updates == before + 1  # the click's reward reached edge_beta
+    assert engine.metrics.rewards.labels("joined")._value.get() >= 1
+
+
+def test_a_slow_outlier_does_not_switch_a_stage_off_for_good():
+    from relevo.tiers.deadline import CostModel, Deadline
+
+    costs = CostModel({"ranker": 3.0})
+    costs.observe("ranker", 400.0)  # one GC pause
+    assert costs.expected_ms("ranker") > 150
+    skips = 0
+    while not Deadline(150.0).fits(costs.expected_ms("ranker")):
+        costs.skipped("ranker")
+        skips += 1
+    assert skips <= 60  # tried (and re-measured) again after a bounded number of skips
+
+
+def test_a_refresh_for_a_user_erased_meanwhile_is_not_stored(engine):
+    history(engine, "fan", ["h0", "h1", "h2", "a0", "a1", "d0"])
+    rec(engine, "fan")
+    generation = engine.cache.generation("fan")
+    [request] = engine.cache.requests("fan")
+    engine.erase_user("fan")
+    assert not engine.orchestrator.refresh(request, generation)
+    assert "fan" not in engine.cache and engine.cache.requests("fan") == []
+
+
+def test_withdrawing_consent_drops_cached_candidates_too(engine):
+    history(engine, "fan", ["h0", "h1", "h2", "a0", "a1", "d0"])
+    rec(engine, "fan", tier="streaming")
+    assert engine.cache.candidates("fan", time.time(), 3600)
+    engine.put_consent("fan", {"profiling": False})
+    assert engine.cache.candidates("fan", time.time(), 3600) is None and "fan" not in engine.cache
+
+
+def test_cache_generations_stay_bounded_and_safe():
+    cache = ResponseCache(ttl_s=60, max_marks=3)
+    g = cache.generation("a")
+    cache.invalidate(["b", "c", "d", "e"])  # "b" falls out of the marks: the floor rises
+    assert cache.generation("b") == cache.generation("zz") and len(cache._marks) == 3
+    assert cache.put("a", b"k", CacheEntry(None, None, time.time(), 0), g) is False  # type: ignore[arg-type]
+    assert cache.put("a", b"k", CacheEntry(None, None, time.time(), 0), cache.generation("a"))  # type: ignore[arg-type]
+    for k in range(12):
+        cache.put("a", f"k{k}".encode(), CacheEntry(None, None, time.time(), 0), cache.generation("a"))  # type: ignore[arg-type]
+    assert len(cache) == 8  # entries per user are capped

@@ -73,8 +73,16 @@ def create_edge_app(origin_url: str, settings: Settings | None = None, *, timeou
     state: dict[str, Any] = {"popular": None}
     keyring = auth.keyring_for(settings.api)
 
+    tenants_seen: set[str] = set()
+
+    def slot(tenant: str | None, user_id: str) -> str:
+        """The cache's user key: tenants' users never share entries."""
+        return user_id if tenant is None else f"{tenant}\x1f{user_id}"
+
     def on_invalidate(changed: dict[str, float], applied: bool) -> None:
-        cache.invalidate(changed)
+        # messages name users, not tenants: the user is cleared in every tenant seen here
+        # (more than needed for a user id two tenants share; never less)
+        cache.invalidate([slot(t, u) for u in changed for t in (None, *tenants_seen)])
         if applied:
             now = time.time()
             for received_at in changed.values():
@@ -85,9 +93,13 @@ def create_edge_app(origin_url: str, settings: Settings | None = None, *, timeou
             try:
                 r = await client.get(f"{origin_url}/v1/popular", params={"n": 1000}, headers=headers)
                 if r.status_code == 200:
-                    state["popular"] = r.json()["items"]
-            except httpx.HTTPError:
-                pass
+                    state["popular"] = [{"item_id": str(p["item_id"]), "score": float(p["score"])}
+                                        for p in r.json()["items"]]
+                elif r.status_code in (401, 403):
+                    log.warning("edge_popular_refused", status=r.status_code,
+                                hint="RELEVO_EDGE_ORIGIN_KEY must hold a key with the recommend scope")
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:  # keep refreshing whatever happens
+                log.warning("edge_popular_failed", error=type(exc).__name__)
             await asyncio.sleep(POPULAR_REFRESH_S if state["popular"] else 1.0)  # empty: the catalog is filling
 
     @asynccontextmanager
@@ -127,48 +139,61 @@ def create_edge_app(origin_url: str, settings: Settings | None = None, *, timeou
                                non_profiled=body.non_profiled, preview=body.preview, budget_ms=body.budget_ms)
         key = cache_key(req)
         now = time.time()
+        tenant = getattr(request.state, "tenant", None)
+        if tenant is not None:
+            tenants_seen.add(tenant)
+        user = slot(tenant, body.user_id)
         cacheable = not body.preview and not body.non_profiled
         if cacheable and body.tier in ("auto", "edge") and not body.explain:
-            entry = cache.get(body.user_id, key, now)
+            entry = cache.get(user, key, now)
             metrics.lookups.labels("hit" if entry is not None else "miss").inc()
             if entry is not None:
                 out = entry.recommendation.to_dict()
                 out.update(tier="edge", tier_reason="cached")
                 return answer(out, started)
-        generation = cache.generation(body.user_id)
+        generation = cache.generation(user)
         forward = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "x-api-key")}
-        budget_s = (body.budget_ms or t.budget_ms) / 1000.0
+        # the origin gets what is left of the budget, less a margin for the way back
+        left_s = (body.budget_ms or t.budget_ms) / 1000.0 - (time.perf_counter() - started)
+        timeout_s = max(min(left_s, request.app.state.client.timeout.read or left_s), 0.001)
+        forwarded = body.model_dump(mode="json")
+        forwarded["budget_ms"] = max(timeout_s * 1000.0 - 2.0, 1.0)
         try:
             r = await request.app.state.client.post(
-                f"{origin_url}/v1/recommendations", content=orjson.dumps(body.model_dump(mode="json")),
-                headers={**forward, "content-type": "application/json"},
-                timeout=min(budget_s, request.app.state.client.timeout.read or budget_s))
+                f"{origin_url}/v1/recommendations", content=orjson.dumps(forwarded),
+                headers={**forward, "content-type": "application/json"}, timeout=timeout_s)
         except httpx.HTTPError as exc:
             metrics.origin.labels("unreachable").inc()
             log.warning("origin_unreachable", error=type(exc).__name__)
-            return fallback(body, key, now, started)
+            return fallback(body, user, tenant, key, now, started)
         if r.status_code >= 500:
             metrics.origin.labels("error").inc()
-            return fallback(body, key, now, started)
+            return fallback(body, user, tenant, key, now, started)
         metrics.origin.labels("ok" if r.status_code < 400 else "rejected").inc()
         if r.status_code >= 400:  # the client's error: passed through as the origin said it
             return Response(r.content, status_code=r.status_code, media_type="application/json")
-        out = r.json()
+        try:
+            out = r.json()
+            rec = Recommendation(str(out["decision_id"]), str(out["tier"]), [ScoredItem(**i) for i in out["items"]],
+                                 float(out["latency_ms"]), out.get("fallback"), out.get("tier_reason"))
+        except (ValueError, KeyError, TypeError):  # not an answer this edge can read: as if the origin failed
+            metrics.origin.labels("error").inc()
+            return fallback(body, user, tenant, key, now, started)
         if cacheable and out.get("tier") in ("streaming", "origin", "edge") and not out.get("stale"):
-            rec = Recommendation(out["decision_id"], out["tier"], [ScoredItem(**i) for i in out["items"]],
-                                 out["latency_ms"], out.get("fallback"), out.get("tier_reason"))
-            cache.put(body.user_id, key, CacheEntry(rec, _placeholder(out), now, 0), generation)
+            cache.put(user, key, CacheEntry(rec, _placeholder(out), now, 0), generation)
         return answer(out, started)
 
-    def fallback(body: RecommendIn, key: bytes, now: float, started: float) -> Response:
-        entry = cache.get(body.user_id, key, now, max_age_s=t.cache_ttl_s + t.max_stale_s)
+    def fallback(body: RecommendIn, user: str, tenant: str | None, key: bytes, now: float,
+                 started: float) -> Response:
+        entry = cache.get(user, key, now, max_age_s=t.cache_ttl_s + t.max_stale_s)
         if entry is not None:
             out = entry.recommendation.to_dict()
             out.update(tier="edge", tier_reason="origin unavailable", stale=True, fallback="origin_unavailable")
             return answer(out, started)
         popular = state["popular"]
         excluded = body.filters.get("exclude_ids", [])
-        if popular is None or set(body.filters) - {"exclude_ids"}:  # other filters need the catalog
+        # the popular list is the default tenant's (the edge's own key); other filters need the catalog
+        if popular is None or tenant is not None or set(body.filters) - {"exclude_ids"}:
             return _json({"error": {"code": "origin_unavailable",
                                     "message": "the origin is unreachable and this edge has no answer for this "
                                                "request cached"}}, 503, headers={"Retry-After": "1"})
@@ -180,7 +205,7 @@ def create_edge_app(origin_url: str, settings: Settings | None = None, *, timeou
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> Response:
-        return _json({"status": "ok", "role": "edge", "origin": origin_url, "cached": len(cache)})
+        return _json({"status": "ok", "role": "edge", "cached": len(cache)})
 
     @app.get("/metrics", tags=["ops"])
     async def prometheus() -> Response:

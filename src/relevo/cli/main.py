@@ -201,8 +201,9 @@ def cmd_eval_offline(args) -> int:
         print("relevo eval offline: MovieLens latest-small not found: --data-dir or RELEVO_DATA_DIR", file=sys.stderr)
         return 2
     tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
-    if not tiers or set(tiers) - {"streaming", "origin", "edge"} or args.users < 1 or args.k < 1:
-        print("relevo eval offline: --tiers takes streaming,origin,edge; --users and --k must be >= 1", file=sys.stderr)
+    # the edge tier serves cached answers of the other two; previews are never cached
+    if not tiers or set(tiers) - {"streaming", "origin"} or args.users < 1 or args.k < 1:
+        print("relevo eval offline: --tiers takes streaming,origin; --users and --k must be >= 1", file=sys.stderr)
         return 2
     split = temporal_split(iter_ratings(folder), args.test_fraction, per_user=not args.global_cutoff)
     with tempfile.TemporaryDirectory() as home, Progress(disable=args.json) as progress:
@@ -517,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     off = ev_sub.add_parser("offline", help="MovieLens replay: Recall/NDCG@k, coverage, novelty per tier vs popularity",
                             description=cmd_eval_offline.__doc__)
     off.add_argument("--data-dir", help="MovieLens latest-small (or RELEVO_DATA_DIR)")
-    off.add_argument("--tiers", default="streaming,origin", help="comma-separated: streaming, origin, edge")
+    off.add_argument("--tiers", default="streaming,origin", help="comma-separated: streaming, origin")
     off.add_argument("--users", type=int, default=200, help="test users ranked (default 200)")
     off.add_argument("--k", type=int, default=10)
     off.add_argument("--test-fraction", type=float, default=0.2)

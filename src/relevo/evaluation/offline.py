@@ -1,7 +1,9 @@
-"""Offline evaluation: a global temporal split, top-k metrics and a replay through the Engine.
+"""Offline evaluation: a temporal split, top-k metrics and a replay through the Engine.
 
 The split cuts the event stream at one time for everybody (no peeking at the future of
-other users); the replay feeds the train part through ``Engine.ingest`` as it would have
+other users, but few users have events on both sides), or per user (each user's last
+part held out: every user counts, and other users' later events can be in the training
+part, the usual leave-last-out compromise; ``relevo eval offline`` uses this one). The replay feeds the train part through ``Engine.ingest`` as it would have
 arrived, then asks each tier for a preview slate (not logged, nothing learned) in
 posterior-mean order and scores it against the user's held-out positives, next to a
 most-popular baseline computed from the same events. Relevance is binary throughout.

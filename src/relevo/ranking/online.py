@@ -32,7 +32,7 @@ import numpy as np
 import orjson
 import structlog
 
-from relevo.ranking.inputs import batch_rows, width
+from relevo.ranking.inputs import N_DENSE, batch_rows, width
 from relevo.ranking.scorer import OnnxScorer
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.protocol import VectorIndex
@@ -206,7 +206,7 @@ class OnlineRanker:
             from relevo.ranking.model import state_bytes, to_onnx
 
             deep_onnx = to_onnx(ranker, width(self.dim))
-            edge_onnx = to_onnx(edge, width(self.dim))
+            edge_onnx = to_onnx(edge, N_DENSE)  # the edge has the six dense features only
             torch_state = state_bytes(ranker, edge)
             header = {"dim": self.dim, "examples": self.examples_seen, "steps": self.steps, "loss": self.last_loss}
             version = self.models.put(MODEL_NAME, _pack(header, torch_state, deep_onnx, edge_onnx))

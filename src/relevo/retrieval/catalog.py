@@ -102,6 +102,8 @@ class Catalog:
         cached = self._newest_cache
         if cached is not None and cached[0] == self.version and len(cached[1]) >= min(limit, len(self.items)):
             return cached[1][:limit]
+        if limit <= 0:
+            return np.zeros(0, dtype=np.int64)
         with self._lock:
             n = len(self._ids)
             added = np.where(self._alive[:n], self.added_at[:n], -np.inf)

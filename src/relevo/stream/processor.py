@@ -8,8 +8,10 @@ recognised and skipped: at-least-once delivery, exactly-once effect.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +30,7 @@ from relevo.records import Event, EventType
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.protocol import VectorIndex
 from relevo.storage.protocols import EventLog, FeatureStore, LogEntry
-from relevo.stream.rewards import Outcome, RewardJoiner
+from relevo.stream.rewards import Joined, Outcome, RewardJoiner
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +92,7 @@ class StreamProcessor:
         self.decisions = joiner.decisions
         self.policy: PersistedPolicy = joiner.policy
         self.joiners = [joiner]  # every joiner whose windows the loop closes (engine + Personalizer)
+        self.event_joiners = [joiner]  # joiners offered the rewards carried by events, in order
         self.close_every_s = 1.0
         self._closed_at = 0.0
         self.tracer = trace.NoOpTracer()  # the engine's tracer
@@ -215,11 +218,17 @@ class StreamProcessor:
         now = time.time()
         rows: list[tuple[str, str, bytes]] = []
         rows.extend((ITEM_STATS_NS, s.item_id, s.encode()) for s in touched_items.values())
-        with self.write_lock, self.policy.lock:
+        joins: list[tuple[RewardJoiner, Joined]] = []
+        statuses: Counter[str] = Counter()
+        with contextlib.ExitStack() as held:
+            held.enter_context(self.write_lock)
+            for joiner in self.event_joiners:  # always in this order (erasure takes them in the same)
+                held.enter_context(joiner.policy.lock)
             changed -= self.erased_users
             self.erased_users.clear()
             # consent may have changed while this batch was computed: the choice at write
             # time decides what is stored
+            kept: dict[str, bool] = {}  # user -> profiling allowed, for users whose state is written
             for user_id, now_allowed in self._allowed(sorted(changed)).items():
                 state = states[user_id]
                 if not now_allowed["personalization"]:
@@ -230,31 +239,49 @@ class StreamProcessor:
                     state.affect, state.abandoned_sessions = None, 0
                 state.updated_at = now
                 rows.append((USERS_NS, user_id, state.encode()))
+                kept[user_id] = now_allowed["profiling"]
             try:
-                with self.policy.transaction():
-                    joined = self.joiner.join(outcomes) if outcomes else None
-                    if joined is not None:
-                        rows.extend(self.joiner.learn(joined))
+                with contextlib.ExitStack() as transaction:
+                    for joiner in self.event_joiners:
+                        transaction.enter_context(joiner.policy.transaction())
+                    # each outcome goes to the joiner of the policy that made its decision:
+                    # what one joiner calls an orphan is offered to the next
+                    pending = outcomes
+                    for joiner in self.event_joiners:
+                        if not pending:
+                            break
+                        joined = joiner.join(pending)
+                        if joined.rewards:
+                            rows.extend(joiner.learn(joined))
+                        joins.append((joiner, joined))
+                        pending = [o for o, status in zip(pending, joined.status) if status == "orphan"]
+                        statuses.update(status for status in joined.status if status != "orphan")
+                    statuses["orphan"] += len(pending)
                     self.features.put_many(rows)
             except BaseException:
                 self._restore_items(touched_items)  # the redelivered batch re-applies them
                 raise
-            if joined is not None and joined.rewards:
-                self.policy.maybe_snapshot()
+            for joiner, joined in joins:
+                if joined.rewards:
+                    joiner.policy.maybe_snapshot()
+            # hooks run before the ack and under the write lock: an erasure or a consent
+            # withdrawal cannot slip in between, and wait_idle sees what they schedule
+            if self.on_example is not None:
+                for example in examples:
+                    if example.user_id in kept:
+                        self.on_example(example if kept[example.user_id] else example._replace(user=None))
+            if self.on_changed is not None and changed:
+                received: dict[str, float] = {}
+                for entry in entries:
+                    e = entry.event
+                    if e.user_id in changed:
+                        received[e.user_id] = max(received.get(e.user_id, 0.0), e.received_at or now)
+                self.on_changed(received)
         self.log.ack(GROUP, entries)
-        for example in examples:
-            if example.user_id in changed:  # not erased meanwhile
-                self.on_example(example)
-        if self.on_changed is not None and changed:
-            received: dict[str, float] = {}
-            for entry in entries:
-                e = entry.event
-                if e.user_id in changed:
-                    received[e.user_id] = max(received.get(e.user_id, 0.0), e.received_at or now)
-            self.on_changed(received)
-        if joined is not None:
-            self.joiner.notify(joined)
-            for name, count in joined.counts().items():
+        for joiner, joined in joins:
+            joiner.notify(joined)
+        for name, count in statuses.items():
+            if count:
                 self.metrics.rewards.labels(name).inc(count)
         for stats in touched_items.values():
             self.catalog.set_engagement(stats.item_id, stats.engagement)
@@ -266,7 +293,7 @@ class StreamProcessor:
         self.metrics.freshness_recent.extend(freshness)
         self.metrics.events_processed.inc(applied)
         self.metrics.events_redelivered.inc(skipped)
-        return BatchResult(applied, skipped, len(joined.rewards) if joined is not None else 0)
+        return BatchResult(applied, skipped, sum(len(joined.rewards) for _, joined in joins))
 
     def _restore_items(self, touched: dict[str, ItemStats]) -> None:
         """Item counters changed in memory by a batch whose write failed: back to the store."""

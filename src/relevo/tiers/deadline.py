@@ -33,6 +33,7 @@ class CostModel:
 
     def __init__(self, priors_ms: dict[str, float], alpha: float = 0.04):
         self.alpha = alpha
+        self._prior = dict(priors_ms)
         self._mean = dict(priors_ms)
         self._var = {k: (0.25 * v) ** 2 for k, v in priors_ms.items()}
         self._lock = threading.Lock()
@@ -45,6 +46,15 @@ class CostModel:
             mean += self.alpha * delta
             self._mean[key] = mean
             self._var[key] = (1 - self.alpha) * (var + self.alpha * delta * delta)
+
+    def skipped(self, key: str) -> None:
+        """A run skipped because its estimate did not fit: the estimate moves back toward
+        the prior, so one slow outlier cannot keep a stage switched off for good (the stage
+        is tried again, and re-measured, after about 1 / alpha skips at most)."""
+        with self._lock:
+            prior = self._prior.get(key, 0.0)
+            self._mean[key] = self._mean.get(key, prior) + self.alpha * (prior - self._mean.get(key, prior))
+            self._var[key] = (1 - self.alpha) * self._var.get(key, 0.0) + self.alpha * (0.25 * prior) ** 2
 
     def expected_ms(self, key: str) -> float:
         return self._mean.get(key, 0.0) + 2.0 * math.sqrt(self._var.get(key, 0.0))

@@ -33,6 +33,7 @@ from relevo.tiers.streaming import RecommendRequest, Served, StreamingTier, User
 
 CONTEXT_KEYS = ("device", "page", "surface", "locale", "country", "placement")
 MAX_REQUESTS_PER_USER = 4
+MAX_ENTRIES_PER_USER = 8
 
 
 def cache_key(req: RecommendRequest, context_keys=CONTEXT_KEYS) -> bytes:
@@ -51,18 +52,33 @@ class CacheEntry:
 
 
 class ResponseCache:
-    def __init__(self, ttl_s: float = 60.0, max_users: int = 100_000):
+    """Thread-safe. Users are kept in LRU order (at most ``max_users``; a user's answers,
+    cached candidates and remembered requests leave together), at most
+    ``MAX_ENTRIES_PER_USER`` answers each.
+
+    Generations: every invalidation takes the next number of one global sequence and
+    records it for the user (``_marks``, bounded by an LRU of ``max_marks`` users whose
+    evictions raise a floor that stands in for every unrecorded user). A reader takes
+    ``generation(user)`` before computing; ``put`` refuses if it changed meanwhile. An
+    eviction can only refuse more puts than needed (a miss later), never accept a stale one."""
+
+    def __init__(self, ttl_s: float = 60.0, max_users: int = 100_000, max_marks: int = 1_000_000):
         self.ttl_s = ttl_s
         self.max_users = max_users
+        self.max_marks = max_marks
         self._users: OrderedDict[str, dict[bytes, CacheEntry]] = OrderedDict()
+        self._entries = 0
         self._candidates: dict[str, tuple[float, list[str]]] = {}
         # the last requests each user made, per key: what the refresher recomputes after their events
         self._requests: dict[str, dict[bytes, RecommendRequest]] = {}
-        self._generation: dict[str, int] = {}
+        self._marks: OrderedDict[str, int] = OrderedDict()
+        self._seq = 0
+        self._floor = 0
         self._lock = threading.Lock()
 
     def generation(self, user_id: str) -> int:
-        return self._generation.get(user_id, 0)
+        with self._lock:
+            return self._marks.get(user_id, self._floor)
 
     def get(self, user_id: str, key: bytes, now: float, max_age_s: float | None = None) -> CacheEntry | None:
         with self._lock:
@@ -79,60 +95,92 @@ class ResponseCache:
             candidates: list[str] | None = None, request: RecommendRequest | None = None) -> bool:
         """Store unless the user was invalidated since ``generation`` was read."""
         with self._lock:
-            if self._generation.get(user_id, 0) != generation:
+            if self._marks.get(user_id, self._floor) != generation:
                 return False
-            self._users.setdefault(user_id, {})[key] = entry
+            entries = self._users.setdefault(user_id, {})
+            self._entries += key not in entries
+            entries.pop(key, None)
+            entries[key] = entry  # most recent last
+            while len(entries) > MAX_ENTRIES_PER_USER:
+                del entries[next(iter(entries))]
+                self._entries -= 1
             self._users.move_to_end(user_id)
             if candidates:
                 self._candidates[user_id] = (entry.created_at, candidates)
             if request is not None:
                 requests = self._requests.setdefault(user_id, {})
+                requests.pop(key, None)
                 requests[key] = request
                 while len(requests) > MAX_REQUESTS_PER_USER:
                     del requests[next(iter(requests))]
             while len(self._users) > self.max_users:
-                evicted, _ = self._users.popitem(last=False)
+                evicted, gone = self._users.popitem(last=False)
+                self._entries -= len(gone)
                 self._candidates.pop(evicted, None)
                 self._requests.pop(evicted, None)
             return True
 
     def requests(self, user_id: str) -> list[RecommendRequest]:
-        return list(self._requests.get(user_id, {}).values())
+        with self._lock:
+            return list(self._requests.get(user_id, {}).values())
 
     def candidates(self, user_id: str, now: float, ttl_s: float) -> list[str] | None:
-        found = self._candidates.get(user_id)
+        with self._lock:
+            found = self._candidates.get(user_id)
         if found is None or now - found[0] > ttl_s:
             return None
         return found[1]
 
+    def _mark(self, user_id: str) -> None:
+        self._seq += 1
+        self._marks[user_id] = self._seq
+        self._marks.move_to_end(user_id)
+        while len(self._marks) > self.max_marks:
+            _, seq = self._marks.popitem(last=False)
+            self._floor = max(self._floor, seq)
+
     def invalidate(self, user_ids) -> int:
-        """Drop the users' cached answers (their candidates stay: they are re-scored with
-        fresh features). Returns the number of entries dropped."""
+        """Drop the users' cached answers; their candidates and requests stay (re-scored and
+        recomputed with fresh state) and leave with the user from the LRU. Returns the
+        number of answers dropped."""
         dropped = 0
         with self._lock:
             for user_id in user_ids:
-                self._generation[user_id] = self._generation.get(user_id, 0) + 1
-                dropped += len(self._users.pop(user_id, None) or ())
+                self._mark(user_id)
+                entries = self._users.get(user_id)
+                if entries:
+                    dropped += len(entries)
+                    self._entries -= len(entries)
+                    entries.clear()
         return dropped
 
     def forget(self, user_id: str) -> int:
-        """Erasure: the user's answers, candidates and generation counter."""
+        """Erasure or withdrawn consent: everything about the user (an in-flight put is
+        refused). Returns what was dropped (answers + candidate lists)."""
         with self._lock:
-            dropped = len(self._users.pop(user_id, None) or ()) + (self._candidates.pop(user_id, None) is not None)
+            self._mark(user_id)
+            entries = self._users.pop(user_id, None) or {}
+            self._entries -= len(entries)
+            dropped = len(entries) + (self._candidates.pop(user_id, None) is not None)
             self._requests.pop(user_id, None)
-            self._generation[user_id] = self._generation.get(user_id, 0) + 1  # an in-flight put is refused
         return dropped
 
     def clear(self) -> None:
         with self._lock:
+            self._seq += 1
+            self._floor = self._seq  # every generation read before now is refused
+            self._marks.clear()
             self._users.clear()
             self._candidates.clear()
             self._requests.clear()
-            for user_id in list(self._generation):
-                self._generation[user_id] += 1
+            self._entries = 0
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._users.values())
+        return self._entries
+
+    def __contains__(self, user_id: object) -> bool:
+        with self._lock:
+            return user_id in self._users or user_id in self._requests or user_id in self._candidates
 
 
 class EdgeTier:
@@ -166,16 +214,17 @@ class EdgeTier:
                       degraded=())
         return Served(rec, decision, [])
 
-    def store(self, req: RecommendRequest, served: Served, generation: int, now: float) -> bool:
-        entry = CacheEntry(served.recommendation, served.decision, now, self.streaming.catalog.version)
+    def store(self, req: RecommendRequest, served: Served, generation: int, now: float, catalog_version: int) -> bool:
+        """``generation`` and ``catalog_version`` as read before the answer was computed."""
+        entry = CacheEntry(served.recommendation, served.decision, now, catalog_version)
         return self.cache.put(req.user_id, self.key(req), entry, generation,
                               served.candidates[: self.max_candidates] if served.candidates else None, req)
 
-    def rescore(self, req: RecommendRequest, ctx: UserContext, reason: str) -> Served | None:
+    def rescore(self, req: RecommendRequest, ctx: UserContext, reason: str, now: float) -> Served | None:
         """The user's cached candidates, re-scored with fresh features by the edge scorer and
-        the edge bandit; None when there are none."""
+        the edge bandit; None when there are none. ``now``: the cache's clock."""
         s = self.streaming
-        cached = self.cache.candidates(req.user_id, ctx.now, self.candidate_ttl_s)
+        cached = self.cache.candidates(req.user_id, now, self.candidate_ttl_s)
         if not cached or not ctx.profiled:
             return None
         cand = [i for i in cached if i in s.catalog and i in s.index and i not in ctx.exclude

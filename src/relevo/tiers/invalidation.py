@@ -43,8 +43,12 @@ class InvalidationBus:
         self._redis = None
         if redis_url:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
 
-            self._redis = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+            # no retries and short timeouts: a Redis outage costs one publish <= 0.25 s, not seconds
+            self._redis = redis.Redis.from_url(redis_url, socket_timeout=0.25, socket_connect_timeout=0.25,
+                                               retry=Retry(NoBackoff(), 0))
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -67,14 +71,18 @@ class InvalidationBus:
 
 class RedisSubscriber:
     """Listens on a Redis pub/sub channel in a thread and hands each message to
-    ``listener``; reconnects after a lost connection (``on_reconnect`` is called then:
-    messages may have been missed, so the caller drops what it cached)."""
+    ``listener``; reconnects after a lost connection. ``on_reconnect`` is called on every
+    successful subscription, the first included: messages may have been missed while not
+    subscribed, so the caller drops what it cached."""
 
     def __init__(self, redis_url: str, channel: str, listener: Listener,
                  on_reconnect: Callable[[], None] | None = None):
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        self._client = redis.Redis.from_url(redis_url, socket_connect_timeout=1.0)
+        # no silent reconnects: a lost connection must surface here so the cache is dropped
+        self._client = redis.Redis.from_url(redis_url, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
         self.channel = channel
         self.listener = listener
         self.on_reconnect = on_reconnect
@@ -93,14 +101,12 @@ class RedisSubscriber:
         self._client.close()
 
     def _run(self) -> None:
-        first = True
         while not self._stop.is_set():
             try:
                 pubsub = self._client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.channel)
-                if not first and self.on_reconnect is not None:
+                if self.on_reconnect is not None:
                     self.on_reconnect()
-                first = False
                 self._ready.set()
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=0.5)

@@ -64,11 +64,13 @@ class Orchestrator:
         now = self.clock()
         use_cache = not req.preview and not req.non_profiled
         generation = self.edge.cache.generation(req.user_id)
+        catalog_version = self.streaming.catalog.version
         entry = None
         if use_cache and req.tier in ("auto", "edge"):
             entry = self.edge.lookup(req, now)
-            self._count_lookup(entry is not None)
-            if entry is not None and entry.catalog_version == self.streaming.catalog.version and not req.explain:
+            hit = entry is not None and entry.catalog_version == catalog_version and not req.explain
+            self._count_lookup(hit)
+            if hit:
                 return self._finish(self.edge.serve_hit(req, entry, "cached" if req.tier == "auto" else "requested",
                                                         now), deadline, ())
         ctx = self.streaming.context(req)
@@ -79,10 +81,11 @@ class Orchestrator:
                 break
             if not deadline.fits(self.costs.expected_ms(tier)):
                 degraded.append(f"{tier}:budget")
+                self.costs.skipped(tier)
                 continue
             started = time.perf_counter()
             try:
-                served = self._run(tier, req, ctx, deadline, reason, degraded)
+                served = self._run(tier, req, ctx, deadline, reason, degraded, now)
             except Exception as exc:  # noqa: BLE001 - a failing tier degrades, the request does not fail
                 log.warning("tier_failed", tier=tier, error=repr(exc))
                 degraded.append(f"{tier}:error")
@@ -92,27 +95,28 @@ class Orchestrator:
                 continue
             self.costs.observe(tier, (time.perf_counter() - started) * 1000)
             if use_cache and tier in ("origin", "streaming") and served.recommendation.tier == tier:
-                self.edge.store(req, served, generation, now)
+                self.edge.store(req, served, generation, now, catalog_version)
             return self._finish(served, deadline, degraded)
         served = self.streaming.popular(req, ctx, reason)
         return self._finish(served, deadline, degraded)
 
-    def refresh(self, req: RecommendRequest) -> bool:
+    def refresh(self, req: RecommendRequest, generation: int) -> bool:
         """Recompute ``req``'s answer as a preview through the tier ``auto`` would pick and
-        cache it (the refresher, after the user's events were applied). True if stored."""
+        cache it (the refresher, after the user's events were applied), unless the user
+        changed (or was erased) since ``generation`` was read. True if stored."""
         now = self.clock()
-        generation = self.edge.cache.generation(req.user_id)
+        catalog_version = self.streaming.catalog.version
         preview = dataclasses.replace(req, preview=True, tier="auto", explain=False, budget_ms=None)
         ctx = self.streaming.context(preview)
         tier, reason = self.select(preview, ctx, None)
         if tier not in ("origin", "streaming"):
             return False
         started = time.perf_counter()
-        served = self._run(tier, preview, ctx, Deadline(self.config.budget_ms), reason, [])
+        served = self._run(tier, preview, ctx, Deadline(self.config.budget_ms), reason, [], now)
         self.costs.observe(tier, (time.perf_counter() - started) * 1000)
         if served is None or served.recommendation.tier != tier:
             return False  # a popularity fallback is not worth a cache entry
-        return self.edge.store(req, served, generation, now)
+        return self.edge.store(req, served, generation, now, catalog_version)
 
     def select(self, req: RecommendRequest, ctx: UserContext, entry) -> tuple[str, str]:
         if req.tier != "auto":
@@ -131,9 +135,9 @@ class Orchestrator:
             return "streaming", "active session"
         return "origin", "returning user, no cached answer"
 
-    def _run(self, tier: str, req, ctx, deadline, reason, degraded) -> Served | None:
+    def _run(self, tier: str, req, ctx, deadline, reason, degraded, now: float) -> Served | None:
         if tier == "edge":
-            return self.edge.rescore(req, ctx, reason)
+            return self.edge.rescore(req, ctx, reason, now)
         if tier == "origin":
             return self.origin.recommend(req, ctx, deadline=deadline, reason=reason, skipped=degraded)
         return self.streaming.recommend(req, ctx, deadline=deadline, reason=reason)

@@ -63,6 +63,7 @@ class OriginTier(StreamingTier):
             return None, None
         if deadline is not None and not deadline.fits(self.costs.expected_ms("ranker")):
             skipped.append("ranker:budget")
+            self.costs.skipped("ranker")
             return None, None
         started = time.perf_counter()
         rows = ranker_rows(x, vectors, ctx.user_vec, ctx.session_vec)

@@ -68,8 +68,10 @@ class Refresher:
                 user_id, _ = self._pending.popitem(last=False)
                 self._busy = True
             try:
-                for req in self.orchestrator.edge.cache.requests(user_id):
-                    stored = self.orchestrator.refresh(req)
+                cache = self.orchestrator.edge.cache
+                generation = cache.generation(user_id)  # before the requests: an erasure after this refuses the put
+                for req in cache.requests(user_id):
+                    stored = self.orchestrator.refresh(req, generation)
                     if self.metrics is not None:
                         self.metrics.refreshes.labels("stored" if stored else "skipped").inc()
             except Exception as exc:  # noqa: BLE001 - a failed refresh is a later miss, not a crash

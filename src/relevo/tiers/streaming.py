@@ -306,14 +306,16 @@ class StreamingTier:
 
     def _popular(self, n: int, exclude: set[str], predicate) -> list[ScoredItem]:
         out: list[ScoredItem] = []
+        taken: set[str] = set()  # the order may be recomputed between widenings
         top = max(self.catalog.max_engagement, 1.0)
         start, limit = 0, max(4 * n, 1000)
         while True:  # the top of the popularity order, widened only when filters leave too few
             order = self.catalog.popular_order(limit)
             for row in order[start:].tolist():
                 item_id = self.catalog.id_at(row)
-                if item_id in exclude or (predicate is not None and not predicate(item_id)):
+                if item_id in exclude or item_id in taken or (predicate is not None and not predicate(item_id)):
                     continue
+                taken.add(item_id)
                 score = float(self.catalog.engagement[row]) / top
                 out.append(ScoredItem(item_id, round(score, 6), 1.0, False, ["popular"]))
                 if len(out) >= n:
