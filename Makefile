@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 DATA_DIR ?= $(or $(RELEVO_DATA_DIR),$(wildcard ../shared/datasets))
 
 .PHONY: install browser demo test bench clean
@@ -12,7 +13,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch is pinned to the CPU build in pyproject.toml; a looser pin pulls a CUDA build.
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# llama-cpp-python builds from source (~8 min on 2 cores, then pip's wheel cache): no
+	# native tuning, since these CPUs advertise AMX instructions that trap at run time.
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -45,8 +45,12 @@ from relevo.storage.registry import open_store
 from relevo.stream.processor import GROUP, StreamProcessor, strip_profile
 from relevo.stream.rewards import REWARDS_NS, JoinConfig, Outcome, RewardJoiner, marker_key
 from relevo.bandits.beta import BetaTS, BetaTSConfig
+from relevo.llm.backends import LlamaCppBackend, OpenAICompatBackend
+from relevo.llm.gateway import Gateway, GatewayConfig
+from relevo.llm.grounding import Checker
+from relevo.llm.service import LLMService
 from relevo.ranking.online import OnlineRanker, RankerConfig
-from relevo.tiers.deadline import CostModel
+from relevo.tiers.deadline import CostModel, Deadline
 from relevo.tiers.edge import EdgeTier, ResponseCache
 from relevo.tiers.features import FEATURES, PRIOR_MEAN
 from relevo.tiers.invalidation import InvalidationBus
@@ -185,12 +189,41 @@ class Engine:
         self.cache = ResponseCache(t.cache_ttl_s, t.cache_users)
         self.edge = EdgeTier(self.cache, self.streaming, self.edge_policy, self.ranker,
                              candidate_ttl_s=t.candidate_ttl_s, max_candidates=t.edge_candidates)
+        self.llm = self._open_llm()
         self.orchestrator = Orchestrator(self.streaming, self.origin, self.edge, costs, OrchestratorConfig(
-            t.budget_ms, t.min_history, s.stream.session_gap_s), self.metrics)
+            t.budget_ms, t.min_history, s.stream.session_gap_s, s.llm.budget_ms, s.llm.rerank_low_confidence),
+            self.metrics, self.llm)
         self.refresher = Refresher(self.orchestrator, metrics=self.metrics) if t.refresh else None
         self.bus = InvalidationBus(t.invalidation_url, t.invalidation_channel)
         self.bus.subscribe(self._invalidate)
         self.processor.on_changed = lambda changed: self.bus.publish(changed, applied=True)
+
+    def _open_llm(self) -> LLMService:
+        """The LLM layer: the configured backend behind the gateway, or none (the
+        deterministic reasoner answers every explanation, with reason ``no_backend``)."""
+        c = self.settings.llm
+        gateway = None
+        if c.backend != "none":
+            if c.backend == "openai":
+                if not c.base_url:
+                    raise ValidationError("llm.backend=openai needs llm.base_url", field="llm.base_url")
+                backend = OpenAICompatBackend(c.base_url, c.model, c.api_key, c.schema_style)
+            else:
+                backend = LlamaCppBackend(c.model_path or None, n_ctx=c.n_ctx, threads=c.threads,
+                                          seed=self.settings.recommend.seed)
+            gateway = Gateway(backend, GatewayConfig(max_concurrency=c.max_concurrency, retries=c.retries,
+                                                     rate_per_s=c.rate_per_s, burst=max(1, int(c.rate_per_s))),
+                              self.metrics)
+        checkers: dict[str, Checker] = {}
+
+        def checker() -> Checker:
+            key = str(self.catalog.version)
+            if key not in checkers:
+                checkers.clear()
+                checkers[key] = Checker((it.title for it in self.catalog.items.values()), self.catalog.tags())
+            return checkers[key]
+
+        return LLMService(gateway, checker, max_tokens=c.max_tokens, metrics=self.metrics)
 
     def _on_example(self, example) -> None:
         self.ranker.observe(example)
@@ -287,6 +320,7 @@ class Engine:
             self.refresher.stop()
         if self.ranker is not None:
             self.ranker.stop()
+        self.llm.close()
         self.bus.close()
         for joiner in self.processor.joiners:
             with joiner.policy.lock:
@@ -477,12 +511,44 @@ class Engine:
         raw = orjson.dumps(preferences)
         if len(raw) > MAX_PREFERENCES_BYTES:
             raise ValidationError(f"preferences exceed {MAX_PREFERENCES_BYTES} bytes", field="preferences")
-        for key in ("liked_tags", "disliked_tags"):
+        for key in ("liked_tags", "disliked_tags", "exclude_tags"):
             value = preferences.get(key, [])
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValidationError(f"{key} must be a list of strings", field=key)
         self.features.put(PREFERENCES_NS, user_id, raw)
         return preferences
+
+    def describe_preferences(self, user_id: str, text: str, budget_ms: float | None = None) -> dict[str, Any]:
+        """Natural-language cold start: ``text`` -> liked / disliked tags (the LLM when the user
+        consented to LLM processing, else keywords; PII redacted before any prompt), stored
+        as the user's preferences (disliked tags become an ``exclude_tags`` filter); for a
+        user with no taste vector yet (and profiling consent) the description, embedded by
+        the text encoder, becomes their first vector. Returns the preferences with
+        ``source`` and ``reason``."""
+        text = text.strip()
+        if not text:
+            raise ValidationError("text must not be empty", field="text")
+        allowed = consent_registry.read(self.features, user_id).resolved(self.consent_defaults)
+        deadline = Deadline(budget_ms or self.settings.llm.budget_ms)
+        found = self.llm.cold_start(text, self.catalog.tags(), deadline, consent=allowed["llm"])
+        prefs = {**self.get_preferences(user_id), "liked_tags": found["liked_tags"],
+                 "disliked_tags": found["disliked_tags"], "exclude_tags": found["disliked_tags"],
+                 "description": found["description"]}
+        self.put_preferences(user_id, prefs)
+        seeded = False
+        if allowed["personalization"] and allowed["profiling"]:
+            vector = self.encoder.encode([found["description"] or pii.redact(text).text])[0]
+            with self.processor.write_lock:
+                raw = self.features.get(USERS_NS, user_id)
+                state = UserState.decode(raw) if raw is not None else UserState(user_id, self.index.dim)
+                if state.vector is None:
+                    state.vector = np.asarray(vector, dtype=np.float32)
+                    state.updated_at = time.time()
+                    self.features.put(USERS_NS, user_id, state.encode())
+                    seeded = True
+        if seeded:
+            self.bus.publish({user_id: time.time()}, applied=False)
+        return {**prefs, "source": found["source"], "reason": found["reason"], "seeded_vector": seeded}
 
     def get_preferences(self, user_id: str) -> dict[str, Any]:
         raw = self.features.get(PREFERENCES_NS, user_id)

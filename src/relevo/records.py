@@ -202,6 +202,9 @@ class Decision:
     # orchestrator sent the request to the tier that answered
     ranker_version: int | None = None
     tier_reason: str | None = None
+    # the LLM's part, for the audit: use, backend, source, fallback reason, the prompt as
+    # sent (redacted), the output, problems found by the groundedness checker
+    llm: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +249,8 @@ class Recommendation:
     tier_reason: str | None = None
     degraded: tuple[str, ...] = ()
     stale: bool = False  # an expired cache entry served because the origin was unreachable
+    # explain=true: who wrote the explanations ({"source": "llm" | "mixed" | "reasoner", "reason", "backend"})
+    explanation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -271,4 +276,6 @@ class Recommendation:
             out["degraded"] = list(self.degraded)
         if self.stale:
             out["stale"] = True
+        if self.explanation is not None:
+            out["explanation"] = self.explanation
         return out

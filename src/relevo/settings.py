@@ -141,6 +141,29 @@ class TierSettings(_Config):
     invalidation_channel: str = "relevo:invalidate"
 
 
+class LLMSettings(_Config):
+    """The origin's LLM. ``backend``: ``none`` (the deterministic reasoner only),
+    ``llamacpp`` (in process; ``model_path`` empty = the packaged small GGUF) or ``openai``
+    (any OpenAI-compatible server at ``base_url``). The LLM gets at most ``budget_ms`` of a
+    request (and never more than what is left of its deadline)."""
+
+    backend: Literal["none", "llamacpp", "openai"] = "none"
+    base_url: str = ""
+    model: str = "local"
+    api_key: str = ""
+    schema_style: Literal["llama", "openai"] = "llama"
+    model_path: str = ""
+    threads: int = Field(2, ge=1, le=64)
+    n_ctx: int = Field(2048, ge=256, le=32768)
+    budget_ms: float = Field(120.0, gt=0, le=60_000)
+    max_tokens: int = Field(200, ge=16, le=4096)
+    max_concurrency: int = Field(2, ge=1, le=256)
+    rate_per_s: float = Field(20.0, gt=0)
+    retries: int = Field(1, ge=0, le=5)
+    rerank_low_confidence: bool = True
+    rerank_k: int = Field(10, ge=2, le=50)
+
+
 class TracingSettings(_Config):
     """OpenTelemetry: empty endpoint = no export (a no-op tracer)."""
 
@@ -260,6 +283,7 @@ class Settings(BaseSettings):
     emotion: EmotionSettings = EmotionSettings()
     ranker: RankerSettings = RankerSettings()
     tiers: TierSettings = TierSettings()
+    llm: LLMSettings = LLMSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -53,7 +53,9 @@ def test_tier_selection_follows_the_request_and_the_user(engine):
     assert again.decision_id != active.decision_id
     logged = engine.decisions.get(again.decision_id)
     assert logged.tier == "edge" and logged.policy == "linear_ts" and logged.tier_reason == "cached"
-    assert (r := rec(engine, "fan", explain=True)).tier == "origin" and r.tier_reason == "explain requested"
+    explained = rec(engine, "fan", explain=True)  # the cached slate, explained (from the precomputed cache if any)
+    assert explained.tier == "edge" and explained.explanation is not None
+    assert (r := rec(engine, "newcomer", explain=True)).tier == "origin" and r.tier_reason == "explain requested"
     assert (r := rec(engine, "fan", tier="origin")).tier == "origin" and r.tier_reason == "requested"
     assert rec(engine, "fan", non_profiled=True).tier == "popularity"
     # a new item makes the cached answer out of date: the origin answers (and may show it)

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relevo import __version__
 from relevo.api import auth, dashboard, errors, personalizer
-from relevo.api.schemas import ConsentIn, EventsIn, FeedbackIn, ItemsIn, PreferencesIn, RecommendIn
+from relevo.api.schemas import ConsentIn, DescribeIn, EventsIn, FeedbackIn, ItemsIn, PreferencesIn, RecommendIn
 from relevo.engine import Engine
 from relevo.errors import RelevoError
 from relevo.records import Id
@@ -188,6 +188,12 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     @app.put("/v1/users/{user_id}/preferences", tags=["users"])
     async def put_preferences(user_id: Id, body: PreferencesIn, request: Request) -> Response:
         return _json(eng(request).put_preferences(user_id, body.as_dict()))
+
+    @app.post("/v1/users/{user_id}/preferences/describe", tags=["users"])
+    def describe_preferences(user_id: Id, body: DescribeIn, request: Request) -> Response:
+        """Free text -> structured preferences (the LLM if consented, else keywords) and, for a
+        user with no history, a first taste vector."""
+        return _json(eng(request).describe_preferences(user_id, body.text, budget_ms=body.budget_ms))
 
     @app.get("/v1/users/{user_id}/preferences", tags=["users"])
     async def get_preferences(user_id: Id, request: Request) -> Response:

@@ -17,7 +17,7 @@ segment, ``/**`` the path and everything under it; the first matching rule wins:
 scope      routes
 =========  ====================================================================================
 (public)   GET /healthz, GET /dashboard (the page only: it holds no data)
-ingest     POST /v1/events, PUT /v1/users/{id}/preferences, PUT /v1/users/{id}/consent
+ingest     POST /v1/events, PUT /v1/users/{id}/preferences (and POST .../describe), PUT /v1/users/{id}/consent
 recommend  POST /v1/recommendations, GET /v1/popular, Personalizer rank / reward / activate (single and multi-slot)
 either     POST /v1/feedback: recommend or ingest (an event with a decision_id is a reward too)
 erase      DELETE /v1/users/{id}
@@ -77,6 +77,7 @@ RULES: tuple[Rule, ...] = (
     _rule("GET", "/dashboard", ""),  # the page holds no data; its JSON needs admin
     _rule("POST", "/v1/events", "ingest"),
     _rule("PUT", "/v1/users/*/preferences", "ingest"),
+    _rule("POST", "/v1/users/*/preferences/describe", "ingest"),
     _rule("PUT", "/v1/users/*/consent", "ingest"),
     _rule("*", "/v1/users/*/export/**", "admin"),
     _rule("GET", "/v1/users/*/**", "admin"),

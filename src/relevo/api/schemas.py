@@ -51,6 +51,13 @@ class ConsentIn(_Body):
     llm: StrictBool | None = None
 
 
+class DescribeIn(_Body):
+    """Natural-language preferences: "quiet sci-fi with strong female leads, nothing violent"."""
+
+    text: str = Field(min_length=1, max_length=2000)
+    budget_ms: float | None = Field(None, gt=0, le=60_000, allow_inf_nan=False)
+
+
 class PreferencesIn(BaseModel):
     """Free-form JSON object; ``liked_tags`` / ``disliked_tags`` steer ranking."""
 

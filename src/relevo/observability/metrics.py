@@ -114,6 +114,16 @@ class Metrics:
             "after the event was applied", buckets=FRESHNESS_BUCKETS, registry=r)
         self.invalidations = Counter("relevo_edge_invalidations", "Cached answers dropped by user events",
                                      registry=r)
+        self.llm_calls = Counter("relevo_llm_calls", "LLM gateway calls by backend, use and outcome "
+                                 "(ok, cache_hit, timeout, unavailable, busy, budget, circuit_open, rate_limited, error)",
+                                 ["backend", "use", "outcome"], registry=r)
+        self.llm_answers = Counter("relevo_llm_answers", "Answers by use, by who gave them (llm, mixed, reasoner) and "
+                                   "why the reasoner did (fallback reason; ok when the LLM answered)",
+                                   ["use", "source", "reason"], registry=r)
+        self.llm_tokens = Counter("relevo_llm_tokens", "LLM tokens by backend and direction (in, out)",
+                                  ["backend", "direction"], registry=r)
+        self.llm_latency = Histogram("relevo_llm_seconds", "LLM call latency (answered calls)", ["backend"],
+                                     buckets=LATENCY_BUCKETS, registry=r)
         self.refreshes = Counter("relevo_edge_refreshes", "Cached answers recomputed after a user's events, by result",
                                  ["result"], registry=r)
         self.ranker_version = Gauge("relevo_ranker_version", "Version of the deep ranker in service", registry=r)

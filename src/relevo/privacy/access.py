@@ -42,6 +42,7 @@ def audit_record(decision: Decision, *, model: str, retention_days: float) -> di
         "policy": decision.policy,
         "policy_version": decision.policy_version,
         "ranker_version": decision.ranker_version,
+        "llm": decision.llm,  # use, backend, source, fallback reason, the redacted prompt and the output
         "model": model,
         "features_used": list(decision.feature_names),
         "items": [

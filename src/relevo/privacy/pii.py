@@ -105,6 +105,7 @@ class PiiKind(StrEnum):
     IP = "IP"
     PHONE = "PHONE"
     ADDRESS = "ADDRESS"
+    NAME = "NAME"
 
     @property
     def token(self) -> str:
@@ -673,6 +674,28 @@ def _accept(m: re.Match[str]) -> tuple[int, int] | None:
     return m.span()
 
 
+# NAME: a person's name where the text itself says it is one: a self-introduction ("my name
+# is Jane Doe", "I'm Jane", "call me Jane", "this is Jane Doe speaking") or a signature /
+# form field ("Name: Jane Doe", "regards, Jane", "- Jane Doe" at the end). Only the name
+# (1-3 capitalised words) is replaced. Capitalised words elsewhere (titles, places) are
+# not names to this detector: it would otherwise redact half of every film review.
+_NAME_CUE = re.compile(
+    r"(?i:\bmy\s+name\s+is|\bi\s+am|\bi['’]m|\bcall\s+me|\bthis\s+is|\bname\s*:|\bregards\s*,|\bthanks\s*,"
+    r"|\bcheers\s*,|\bsigned\s*,?|(?:^|\n)\s*[-–—]\s*)"
+    r"[ \t]*(?P<name>[A-Z][a-z'’\-]{1,30}(?:[ \t]+[A-Z][a-z'’\-]{1,30}){0,2})\b"
+)
+_NOT_NAMES = frozenset({"I", "A", "The", "So", "Not", "Very", "Really", "Just", "Here", "Going", "Happy", "Sad",
+                        "Sure", "Glad", "Sorry", "Back", "Done", "Watching", "Looking", "Bored", "Tired", "This",
+                        "That", "It", "Also", "All", "Thanks", "Thank", "Best", "Hi", "Hello", "Dear", "Ok", "Okay"})
+
+
+def _name(m: re.Match[str]) -> tuple[int, int] | None:
+    words = m.group("name").split()
+    if words[0] in _NOT_NAMES:
+        return None
+    return m.start("name"), m.end("name")
+
+
 _DETECTORS: tuple[Callable[[str], Iterable[Finding]], ...] = (
     _scan_with(_URL_CRED, PiiKind.URL_WITH_CREDENTIALS, _url_cred),
     _scan_with(_EMAIL, PiiKind.EMAIL, _email),
@@ -685,4 +708,5 @@ _DETECTORS: tuple[Callable[[str], Iterable[Finding]], ...] = (
     _scan_with(_ADDRESS_IT, PiiKind.ADDRESS, _address_it),
     _scan_with(_ADDRESS_DE, PiiKind.ADDRESS, _address_de),
     _scan_with(_PO_BOX, PiiKind.ADDRESS, _accept),
+    _scan_with(_NAME_CUE, PiiKind.NAME, _name),
 )

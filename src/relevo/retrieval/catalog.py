@@ -96,6 +96,16 @@ class Catalog:
             self.version += 1
             return True
 
+    def tags(self) -> list[str]:
+        """Every tag of a live item (cached until the catalog changes)."""
+        cached = getattr(self, "_tags_cache", None)
+        if cached is not None and cached[0] == self.version:
+            return cached[1]
+        with self._lock:
+            tags = sorted({t for item in self.items.values() for t in item.tags})
+            self._tags_cache = (self.version, tags)
+            return tags
+
     def newest_order(self, limit: int) -> np.ndarray:
         """Rows of the ``limit`` most recently added live items, newest first (cached until
         the catalog changes)."""

@@ -4,7 +4,9 @@ when a tier fails or does not fit.
 Selection (``tier="auto"``), first rule that holds:
 
 1. a valid cached answer for (user, n, filters, context bucket), made after the latest
-   catalog change and not invalidated by the user's events -> **edge** ("cached");
+   catalog change and not invalidated by the user's events -> **edge** ("cached"); with
+   ``explain=true`` its items are explained, usually from explanations the refresher had
+   the LLM write in the background;
 2. ``explain=true`` -> **origin** ("explain requested");
 3. no personalization consent, or ``non_profiled`` -> **streaming**, which answers by
    popularity ("non-profiled");
@@ -30,6 +32,8 @@ import structlog
 
 from relevo.observability.metrics import Metrics
 from relevo.tiers.deadline import CostModel, Deadline
+from relevo.llm.service import LLMService
+from relevo.tiers import reasoning
 from relevo.tiers.edge import EdgeTier
 from relevo.tiers.origin import OriginTier
 from relevo.tiers.streaming import RecommendRequest, Served, StreamingTier, UserContext
@@ -45,11 +49,14 @@ class OrchestratorConfig:
     budget_ms: float = 150.0
     min_history: int = 5
     session_gap_s: float = 1800.0
+    llm_budget_ms: float = 120.0  # at most this much of a request for the LLM
+    precompute_budget_ms: float = 10_000.0  # the refresher's explanations, in the background
+    rerank_low_confidence: bool = True
 
 
 class Orchestrator:
     def __init__(self, streaming: StreamingTier, origin: OriginTier, edge: EdgeTier, costs: CostModel,
-                 config: OrchestratorConfig, metrics: Metrics | None = None):
+                 config: OrchestratorConfig, metrics: Metrics | None = None, llm: LLMService | None = None):
         self.streaming = streaming
         self.origin = origin
         self.edge = edge
@@ -58,6 +65,7 @@ class Orchestrator:
         self.metrics = metrics
         self._hits = 0.0  # EWMA of the cache hit ratio over about the last 200 lookups
         self.clock = time.time  # the cache's clock (a replay sets a virtual one)
+        self.llm = llm
 
     def recommend(self, req: RecommendRequest) -> Served:
         deadline = Deadline(req.budget_ms or self.config.budget_ms)
@@ -68,11 +76,13 @@ class Orchestrator:
         entry = None
         if use_cache and req.tier in ("auto", "edge"):
             entry = self.edge.lookup(req, now)
-            hit = entry is not None and entry.catalog_version == catalog_version and not req.explain
+            hit = entry is not None and entry.catalog_version == catalog_version
             self._count_lookup(hit)
             if hit:
-                return self._finish(self.edge.serve_hit(req, entry, "cached" if req.tier == "auto" else "requested",
-                                                        now), deadline, ())
+                served = self.edge.serve_hit(req, entry, "cached" if req.tier == "auto" else "requested", now)
+                if req.explain:  # explanations precomputed for the cached slate make this fast too
+                    served = self._reason(req, self.streaming.context(req), served, deadline, "cached")
+                return self._finish(served, deadline, ())
         ctx = self.streaming.context(req)
         start, reason = self.select(req, ctx, entry)
         degraded: list[str] = []
@@ -94,11 +104,32 @@ class Orchestrator:
                 degraded.append(f"{tier}:miss")
                 continue
             self.costs.observe(tier, (time.perf_counter() - started) * 1000)
-            if use_cache and tier in ("origin", "streaming") and served.recommendation.tier == tier:
+            served = self._reason(req, ctx, served, deadline, reason)
+            if use_cache and tier in ("origin", "streaming") and served.recommendation.tier == tier and not req.explain:
                 self.edge.store(req, served, generation, now, catalog_version)
             return self._finish(served, deadline, degraded)
-        served = self.streaming.popular(req, ctx, reason)
+        served = self._reason(req, ctx, self.streaming.popular(req, ctx, reason), deadline, reason)
         return self._finish(served, deadline, degraded)
+
+    def _reason(self, req: RecommendRequest, ctx: UserContext, served: Served, deadline: Deadline,
+                reason: str) -> Served:
+        """The LLM's part, when worth it: explanations for explain=true; a re-rank of the
+        origin's slate when confidence is low. Deterministic fallbacks, within the deadline."""
+        if self.llm is None or not served.recommendation.items:
+            return served
+        budget = Deadline(min(deadline.remaining_ms(), self.config.llm_budget_ms))
+        changed = False
+        if self.config.rerank_low_confidence and served.recommendation.tier == "origin" and not req.preview \
+                and reason in ("low confidence", "new user") and served.decision.features:
+            reranked = reasoning.rerank(self.llm, self.streaming.catalog, self.streaming.index, ctx, served, budget)
+            changed = reranked is not served
+            served = reranked
+        if req.explain:
+            served = reasoning.explain(self.llm, self.streaming.catalog, self.streaming.index, ctx, served, budget)
+            changed = True
+        if changed:
+            self.streaming.log(served.decision, req)  # the logged decision carries the final order and texts
+        return served
 
     def refresh(self, req: RecommendRequest, generation: int) -> bool:
         """Recompute ``req``'s answer as a preview through the tier ``auto`` would pick and
@@ -116,7 +147,12 @@ class Orchestrator:
         self.costs.observe(tier, (time.perf_counter() - started) * 1000)
         if served is None or served.recommendation.tier != tier:
             return False  # a popularity fallback is not worth a cache entry
-        return self.edge.store(req, served, generation, now, catalog_version)
+        stored = self.edge.store(req, served, generation, now, catalog_version)
+        if stored and self.llm is not None and ctx.allowed.get("llm", False):
+            # explanations for the items the user will most likely see next, off the request path
+            reasoning.explain(self.llm, self.streaming.catalog, self.streaming.index, ctx, served,
+                              Deadline(self.config.precompute_budget_ms))
+        return stored
 
     def select(self, req: RecommendRequest, ctx: UserContext, entry) -> tuple[str, str]:
         if req.tier != "auto":

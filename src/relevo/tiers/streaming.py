@@ -140,6 +140,12 @@ class StreamingTier:
             raw = self.features.get(USERS_NS, req.user_id)
             state = UserState.decode(raw) if raw is not None else None
             prefs = self._preferences(req.user_id)
+        stated = prefs.get("exclude_tags") if isinstance(prefs.get("exclude_tags"), list) else None
+        if stated:  # tags the user said they do not want (natural-language cold start): a hard filter
+            merged = dict(req.filters)
+            merged["exclude_tags"] = [*merged.get("exclude_tags", []), *stated] \
+                if isinstance(merged.get("exclude_tags"), list) else stated
+            compiled = self.catalog.compile_filter(merged)
         now = time.time()
         user_vec = session_vec = None
         if state is not None:
