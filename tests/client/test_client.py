@@ -165,6 +165,9 @@ def test_users_round_trip(client, live):
     consent = client.put_consent("ana", emotion=True)
     assert isinstance(consent, Consent) and consent.emotion and consent.updated_at
     assert client.get_consent("ana") == consent
+    described = client.describe_preferences("zoe", "funny animated films, nothing scary")
+    assert described["liked_tags"] == ["Comedy", "Animation"] and described["disliked_tags"] == ["Horror"]
+    assert described["source"] == "reasoner" and client.get_preferences("zoe")["exclude_tags"] == ["Horror"]
     assert client.put_consent("ana", emotion=False, llm=False).emotion is False
 
     client.send_events([{"user_id": "ana", "item_id": "alien", "type": "click"}])

@@ -57,6 +57,7 @@ def test_summary_moves_after_events_recommendations_rewards_and_experiments(clie
     first = client.get("/v1/dashboard/summary").json()
     assert first["series"]["t"] == [] and first["now"]["events_ingested"] == 0
     assert first["cache"]["available"] and first["cache"]["hits"] == 0 and first["cache"]["degraded"] == {}
+    assert first["llm"] == {"backend": None, "answers": {}, "fallback_reasons": {}, "tokens": {}}
     assert "needs a running experiment" in first["regret"]["definition"] and first["experiment"] is None
 
     assert client.post("/v1/experiments", json=DESIGN).status_code == 201
@@ -102,6 +103,8 @@ def test_summary_moves_after_events_recommendations_rewards_and_experiments(clie
     again = summary(client)  # quiet second: the rates fall back to zero, the totals stay
     assert len(again["series"]["t"]) == 2 and again["series"]["events_ingested_per_s"][-1] == 0
     assert again["now"]["events_ingested"] == 30
+    client.post("/v1/recommendations", json={"user_id": "u1", "n": 2, "explain": True})
+    assert summary(client)["llm"]["answers"] == {"reasoner": 1.0}  # no backend: the reasoner explains
 
 
 def test_window_bounds_the_series(client):

@@ -92,6 +92,14 @@ TABLE: list[tuple[str, str]] = [
     ("Stargate 2 and Watergate 3 and Hauptstraße without number", None),
     ("non-ASCII digits ٤١١١ ١١١١ ١١١١ ١١١١ and DE89 3704 0044 0532 0130 0\u212a", None),
     ("", None),
+    # names, where the text says it is one
+    ("Hi, my name is Jane Doe and I loved it", "Hi, my name is [NAME] and I loved it"),
+    ("I'm Anna Lee, great film", "I'm [NAME], great film"),
+    ("Name: Carla Gomez", "Name: [NAME]"),
+    ("Loved it. Regards, Tom", "Loved it. Regards, [NAME]"),
+    ("great ending\n- Jane Smith", "great ending\n- [NAME]"),
+    ("I am happy with it, Heat is great", None),
+    ("this is great", None),
 ]
 
 
@@ -130,7 +138,7 @@ def test_records_keep_no_matched_value() -> None:
 
 def test_tokens_name_their_kind() -> None:
     assert {k.token for k in PiiKind} == {"[EMAIL]", "[PHONE]", "[CARD]", "[IBAN]", "[IP]",
-                                          "[ADDRESS]", "[SSN]", "[URL_WITH_CREDENTIALS]"}
+                                          "[ADDRESS]", "[SSN]", "[URL_WITH_CREDENTIALS]", "[NAME]"}
 
 
 def test_redact_many_keeps_order() -> None:

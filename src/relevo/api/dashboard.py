@@ -258,6 +258,7 @@ class Ring:
             "experiment": last.experiment,
             "regret": {"definition": REGRET_DEFINITION if last.regret else NO_REGRET, "by_variant": last.regret},
             "cache": _cache(engine),
+            "llm": _llm(engine),
         }
 
 
@@ -280,6 +281,22 @@ def _cache(engine: Engine) -> dict[str, Any]:
         "degraded": degraded,
         "ranker_version": engine.ranker.scorers.version if engine.ranker is not None else None,
     }
+
+
+def _llm(engine: Engine) -> dict[str, Any]:
+    """Who wrote the explanations (LLM, mixed, reasoner) and why the reasoner did; tokens."""
+    m = engine.metrics
+    answers: dict[str, float] = {}
+    reasons: dict[str, float] = {}
+    for sample in m.llm_answers.collect()[0].samples:
+        if sample.name.endswith("_total"):
+            answers[sample.labels["source"]] = answers.get(sample.labels["source"], 0.0) + sample.value
+            if sample.labels["source"] != "llm":
+                reasons[sample.labels["reason"]] = reasons.get(sample.labels["reason"], 0.0) + sample.value
+    tokens = {s.labels["direction"]: s.value for s in m.llm_tokens.collect()[0].samples if s.name.endswith("_total")}
+    gateway = engine.llm.gateway
+    return {"backend": gateway.name if gateway is not None else None, "answers": answers, "fallback_reasons": reasons,
+            "tokens": tokens}
 
 
 def _reading_before(readings: list[Reading], times: list[float], t: float) -> Reading:

@@ -114,6 +114,9 @@ class AsyncClient:
     async def get_preferences(self, user_id: str) -> dict[str, Any]:
         return await self.send(api.get_preferences(user_id))
 
+    async def describe_preferences(self, user_id: str, text: str, *, budget_ms: float | None = None) -> dict[str, Any]:
+        return await self.send(api.describe_preferences(user_id, text, budget_ms))
+
     async def put_consent(self, user_id: str, *, personalization: bool | None = None, profiling: bool | None = None,
                     emotion: bool | None = None, llm: bool | None = None) -> Consent:
         purposes = {"personalization": personalization, "profiling": profiling, "emotion": emotion, "llm": llm}

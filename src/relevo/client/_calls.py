@@ -135,6 +135,14 @@ def put_preferences(user_id: str, preferences: Mapping[str, Any]) -> Call[dict[s
     return Call("PUT", _user(user_id, "/preferences"), _json, _dumps(dict(preferences)))
 
 
+def describe_preferences(user_id: str, text: str, budget_ms: float | None) -> Call[dict[str, Any]]:
+    body: dict[str, Any] = {"text": text}
+    if budget_ms is not None:
+        body["budget_ms"] = budget_ms
+    # it overwrites the stated preferences with what the text says: repeating it is harmless
+    return Call("POST", _user(user_id, "/preferences/describe"), _json, _dumps(body))
+
+
 def get_preferences(user_id: str) -> Call[dict[str, Any]]:
     return Call("GET", _user(user_id, "/preferences"), _json)
 

@@ -142,6 +142,11 @@ class Client:
     def get_preferences(self, user_id: str) -> dict[str, Any]:
         return self.send(api.get_preferences(user_id))
 
+    def describe_preferences(self, user_id: str, text: str, *, budget_ms: float | None = None) -> dict[str, Any]:
+        """Natural-language preferences -> tags (and a first taste vector for a new user);
+        ``source`` says whether the LLM or the keyword fallback read them."""
+        return self.send(api.describe_preferences(user_id, text, budget_ms))
+
     def put_consent(self, user_id: str, *, personalization: bool | None = None, profiling: bool | None = None,
                     emotion: bool | None = None, llm: bool | None = None) -> Consent:
         """Grant (True) or withdraw (False) purposes; None leaves a purpose unchanged."""

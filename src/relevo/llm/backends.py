@@ -117,35 +117,30 @@ class LlamaCppBackend:
         return self._grammars[key]
 
     def complete(self, messages, *, max_tokens, timeout_s, schema=None) -> Completion:
-        from llama_cpp import StoppingCriteriaList
-
         started = time.perf_counter()
         deadline = started + timeout_s
         if not self._lock.acquire(timeout=max(timeout_s, 0.0)):
             raise LLMError("busy", "the local model is generating another answer")
+        parts: list[str] = []
         try:
-            timed_out = []
-
-            def past_deadline(_ids, _logits) -> bool:
-                if time.perf_counter() >= deadline:
-                    timed_out.append(True)
-                    return True
-                return False
-
             try:
-                out = self._llm.create_chat_completion(
-                    messages=messages, max_tokens=max_tokens, temperature=0.0,
-                    grammar=self._grammar(schema) if schema is not None else None,
-                    stopping_criteria=StoppingCriteriaList([past_deadline]))
+                # streamed, so that generation stops at the deadline (between two tokens)
+                stream = self._llm.create_chat_completion(
+                    messages=messages, max_tokens=max_tokens, temperature=0.0, stream=True,
+                    grammar=self._grammar(schema) if schema is not None else None)
+                for chunk in stream:
+                    delta = chunk["choices"][0].get("delta", {}).get("content")
+                    if delta:
+                        parts.append(delta)
+                    if time.perf_counter() >= deadline:
+                        stream.close()
+                        raise LLMError("timeout", "deadline reached while generating")
             except ValueError as exc:  # e.g. the prompt does not fit the context
                 raise LLMError("error", str(exc)[:200]) from None
+            prompt_tokens = len(self._llm.tokenize("".join(m["content"] for m in messages).encode(), add_bos=True))
         finally:
             self._lock.release()
-        if timed_out:
-            raise LLMError("timeout", "deadline reached while generating")
-        usage = out.get("usage") or {}
-        return Completion(out["choices"][0]["message"]["content"] or "", int(usage.get("prompt_tokens", 0)),
-                          int(usage.get("completion_tokens", 0)), time.perf_counter() - started, self.name)
+        return Completion("".join(parts), prompt_tokens, len(parts), time.perf_counter() - started, self.name)
 
     def close(self) -> None:
         self._llm.close() if hasattr(self._llm, "close") else None

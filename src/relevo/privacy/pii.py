@@ -62,6 +62,12 @@ ADDRESS                (a) ``[unit,] number name suffix      a line with no hous
                        -weg|-gasse|-platz|-allee|-straat|    Lane``)
                        -gracht|-laan|-gatan ... number``;
                        (e) ``P.O. Box 123``, ``Postfach``
+NAME                   a name the text says is one: after    names with no cue ("loved it, Jane"),
+                       "my name is", "I am", "I'm", "call    lower-case names, a cue followed by a
+                       me", "this is", "Name:", "regards,",  common word ("I am happy"); a title
+                       "thanks,", "cheers,", "signed", or a  after a cue IS redacted ("I am
+                       leading "- " (a signature): 1-3       Legend")
+                       capitalised words
 =====================  ===================================  ========================================
 
 Address rules in detail: (a) takes 1-4 name words; before the ambiguous suffixes
