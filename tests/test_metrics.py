@@ -54,3 +54,29 @@ def test_metrics_move(make_engine, tmp_path):
     assert 0.0 <= value(snap, "relevo_exploration_share") <= 1.0
     text = engine.metrics.render().decode()
     assert '"u"' not in text and "nope" not in text  # ids never become label values
+
+
+def test_tier_cache_and_llm_metrics_move(make_engine, tmp_path):
+    engine = make_engine(home=tmp_path / "t", api=ApiSettings(require_keys=False))
+    engine.add_items([Item(id=f"i{k}", title=f"Space adventure number {k}", tags=["x"]) for k in range(30)])
+    engine.ingest([Event(user_id="u", item_id=f"i{k}", type="click") for k in range(6)])
+    assert engine.wait_idle(10)
+    with TestClient(create_app(engine)) as client:
+        first = client.post("/v1/recommendations", json={"user_id": "u", "n": 5}).json()
+        client.post("/v1/recommendations", json={"user_id": "u", "n": 5})  # cached
+        client.post("/v1/recommendations", json={"user_id": "u", "n": 5, "tier": "origin", "budget_ms": 0.01})
+        client.post("/v1/recommendations", json={"user_id": "v", "n": 5, "explain": True})
+        client.post("/v1/events", json={"events": [{"user_id": "u", "item_id": first["items"][0]["item_id"],
+                                                    "type": "click"}]})
+        assert engine.wait_idle(10)
+        snap = samples(engine)
+    assert value(snap, "relevo_tier_requests_total", tier="streaming", reason="active session") == 1
+    assert value(snap, "relevo_tier_requests_total", tier="edge", reason="cached") == 1
+    assert value(snap, "relevo_tier_seconds_count", tier="edge") == 1
+    assert value(snap, "relevo_degradations_total", tier="origin", cause="budget") == 1
+    assert value(snap, "relevo_edge_cache_lookups_total", result="hit") == 1
+    assert value(snap, "relevo_edge_cache_hit_ratio") > 0
+    assert value(snap, "relevo_invalidation_lag_seconds_count") >= 1
+    assert value(snap, "relevo_edge_refreshes_total", result="stored") >= 1
+    assert value(snap, "relevo_llm_answers_total", use="explain", source="reasoner", reason="no_backend") == 1
+    assert value(snap, "relevo_ranker_examples_total") >= 6

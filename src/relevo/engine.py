@@ -15,7 +15,7 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import orjson
@@ -101,7 +101,9 @@ class Engine:
             )
         return self._encoder
 
-    def open(self) -> "Engine":
+    def open(self, progress: Callable[[str, int, int], None] | None = None) -> "Engine":
+        """``progress(stage, done, total)`` follows the slow parts of a start (rebuilding the
+        vector index from the stored vectors when no matching snapshot exists)."""
         s = self.settings
         s.home.mkdir(parents=True, exist_ok=True)
         sync = s.storage.sqlite_synchronous
@@ -112,7 +114,7 @@ class Engine:
         dim = self.encoder.dim
         self.catalog = Catalog()
         self.index = self._new_index(dim)
-        self._load_items(dim)
+        self._load_items(dim, progress)
         self.affect = self._affect_analyzer()
         pv = s.privacy
         self.consent_defaults = consent_registry.ConsentDefaults(
@@ -283,7 +285,7 @@ class Engine:
     def _index_path(self) -> Path:
         return self.settings.home / f"index-{self.settings.index.kind}.bin"
 
-    def _load_items(self, dim: int) -> None:
+    def _load_items(self, dim: int, progress: Callable[[str, int, int], None] | None = None) -> None:
         """Catalog from the durable item store; the index from its snapshot when the
         snapshot matches the store's item version, else rebuilt from the stored vectors."""
         ids: list[str] = []
@@ -306,6 +308,8 @@ class Engine:
         if ids:
             for start in range(0, len(ids), 10_000):
                 self.index.upsert(ids[start : start + 10_000], np.vstack(vectors[start : start + 10_000]))
+                if progress is not None:
+                    progress("rebuilding the vector index", min(start + 10_000, len(ids)), len(ids))
         self.metrics.items.set(len(self.catalog))
 
     def _items_version(self) -> int:
@@ -530,7 +534,7 @@ class Engine:
             raise ValidationError("text must not be empty", field="text")
         allowed = consent_registry.read(self.features, user_id).resolved(self.consent_defaults)
         deadline = Deadline(budget_ms or self.settings.llm.budget_ms)
-        found = self.llm.cold_start(text, self.catalog.tags(), deadline, consent=allowed["llm"])
+        found = self.llm.cold_start(text, self.catalog.tags(), deadline, consent=allowed["llm"], owner=user_id)
         prefs = {**self.get_preferences(user_id), "liked_tags": found["liked_tags"],
                  "disliked_tags": found["disliked_tags"], "exclude_tags": found["disliked_tags"],
                  "description": found["description"]}
@@ -606,7 +610,7 @@ class Engine:
                 preferences=own[PREFERENCES_NS],
                 consent=own[consent_registry.CONSENT_NS],
                 feedback_markers=self.features.erase(markers),
-                cached_responses=self.cache.forget(user_id),
+                cached_responses=self.cache.forget(user_id) + self.llm.forget(user_id),
                 ranker_examples=self.ranker.forget(user_id) if self.ranker is not None else 0,
             )
         # edge processes drop the user's cached answers too (Redis pub/sub when configured)

@@ -220,7 +220,7 @@ class ErasureReceipt:
     feedback_markers: int
     kept_as_aggregates: tuple[str, ...] = ("item popularity counters", "bandit posterior sufficient statistics",
                                            "deep ranker weights")
-    cached_responses: int = 0  # edge cache entries and cached candidates (this process)
+    cached_responses: int = 0  # edge cache entries, cached candidates, cached LLM explanations (this process)
     ranker_examples: int = 0  # the deep ranker's buffered training examples
 
     def to_dict(self) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def test_in_process_llamacpp_is_schema_constrained(gguf):
         assert set(order) <= {"a", "b", "c"} and out.tokens_out > 0 and out.backend == "llamacpp"
         with pytest.raises(LLMError) as late:
             backend.complete([{"role": "user", "content": "Write a long story about space."}], max_tokens=400,
-                             timeout_s=0.05)
+                             timeout_s=0.001)  # nothing answers in 1 ms: stopped, or too late to use
         assert late.value.reason == "timeout"
     finally:
         backend.close()
@@ -143,3 +143,13 @@ def test_nothing_redacted_reaches_the_server(make_engine, tmp_path, proxy):
     for secret in PII:
         assert secret not in sent, secret
     assert "[EMAIL]" in sent and "[NAME]" in sent
+
+
+def test_erasure_drops_the_users_cached_explanations(make_engine, tmp_path, llama_server):
+    engine = engine_with(make_engine, tmp_path, backend="openai", base_url=llama_server, budget_ms=20_000)
+    engine.recommend(RecommendRequest("ana", 3, explain=True, budget_ms=30_000))
+    gateway = engine.llm.gateway
+    assert gateway._owners.get("ana")  # the completion is filed under the user whose data it carried
+    receipt = engine.erase_user("ana")
+    assert receipt.cached_responses >= 1 and "ana" not in gateway._owners
+    assert all(k[0] != "ana" for k in engine.llm._explained)

@@ -179,4 +179,4 @@ def test_on_movielens_replay_the_origin_beats_the_streaming_order(make_engine, m
     assert ndcg["origin"] > 1.3 * ndcg["streaming"], (ndcg, recall)
     assert recall["origin"] > recall["streaming"], (ndcg, recall)
     logged = engine.recommend(RecommendRequest(users[0], 10, tier="origin"))
-    assert engine.decisions.get(logged.decision_id).ranker_version == version
+    assert engine.decisions.get(logged.decision_id).ranker_version >= version  # the trainer may have published since

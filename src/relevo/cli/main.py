@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import runpy
 import sys
@@ -26,23 +27,48 @@ def cmd_serve(args) -> int:
 
     from relevo.api.app import create_app
     from relevo.api.auth import AuthConfigError
+    from relevo.engine import Engine
+    from relevo.errors import RelevoError
 
     try:
         settings = _settings(args)
-        app = create_app(settings=settings)
+        create_app(settings=settings)  # refuses missing keys or bad settings before anything opens
     except AuthConfigError as exc:
         print(f"relevo serve: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:  # pydantic's ValidationError: a refused key hash, an unknown scope, ...
         print(f"relevo serve: invalid settings: {exc}", file=sys.stderr)
         return 2
+    from rich.progress import Progress
+
+    # a progress bar on stderr when a person watches (a 1M-item index rebuild takes minutes)
+    progress = Progress(console=_stderr_console(), transient=True) if sys.stderr.isatty() else None
+    with progress or contextlib.nullcontext():
+        tasks: dict[str, int] = {}
+
+        def step(stage: str, done: int, total: int) -> None:
+            if progress is None:
+                return
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done)
+
+        try:
+            engine = Engine(settings).open(progress=step)
+        except (RelevoError, OSError) as exc:  # e.g. an LLM backend without its URL, a missing GGUF
+            print(f"relevo serve: cannot start: {exc}", file=sys.stderr)
+            return 2
+    app = create_app(engine)
     if not settings.api.require_keys:
         print(f"relevo serve: API keys are off (RELEVO_API__REQUIRE_KEYS=false): anyone who reaches "
               f"{args.host}:{args.port} can read, change and erase data", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info",
-                # uvicorn's access log would write request paths, and paths carry user ids
-                # (/v1/users/{id}/...): off, so no identifier lands in the server's logs
-                access_log=False)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info",
+                    # uvicorn's access log would write request paths, and paths carry user ids
+                    # (/v1/users/{id}/...): off, so no identifier lands in the server's logs
+                    access_log=False)
+    finally:
+        engine.close()
     return 0
 
 
@@ -157,6 +183,12 @@ def cmd_bench(args) -> int:
 # ---------------------------------------------------------------- eval
 
 
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 class _Usage(Exception):
     """A bad argument or missing data: message to stderr, exit code 2."""
 
@@ -253,7 +285,17 @@ def cmd_eval_ope(args) -> int:
             raise _Usage(f"{flags}: only with --source {'decisions' if source == 'obd' else 'obd'}")
         if args.samples < 1 or args.n_boot < 2 or (args.limit is not None and args.limit < 1):
             raise _Usage("--samples and --limit must be >= 1, --n-boot >= 2")
-        report = _eval_obd(args) if source == "obd" else _eval_decisions(args)
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        what = "training and estimating on the Open Bandit Dataset" if source == "obd" else \
+            "reading the decision log and bootstrapping"
+        # on stderr, for a person at a terminal only: stdout stays the report (or one JSON line)
+        spinner = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True,
+                           console=_stderr_console()) if sys.stderr.isatty() and not args.json else None
+        with spinner or contextlib.nullcontext():
+            if spinner is not None:
+                spinner.add_task(what, total=None)
+            report = _eval_obd(args) if source == "obd" else _eval_decisions(args)
     except _Usage as exc:
         print(f"relevo eval ope: {exc}", file=sys.stderr)
         return 2

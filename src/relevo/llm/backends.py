@@ -140,6 +140,8 @@ class LlamaCppBackend:
             prompt_tokens = len(self._llm.tokenize("".join(m["content"] for m in messages).encode(), add_bos=True))
         finally:
             self._lock.release()
+        if time.perf_counter() >= deadline:  # finished, but too late to be used
+            raise LLMError("timeout", "the answer came after the deadline")
         return Completion("".join(parts), prompt_tokens, len(parts), time.perf_counter() - started, self.name)
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ class Evidence:
     user: UserFacts
     items: tuple[ItemFacts, ...]
     vocabulary: frozenset[str] = field(default_factory=frozenset)  # every tag of the catalog, lower-case
+    user_id: str = ""  # never sent: it files cached answers under the user, for erasure
 
     def item(self, item_id: str) -> ItemFacts | None:
         return next((i for i in self.items if i.item_id == item_id), None)

@@ -45,6 +45,7 @@ class Gateway:
         self.metrics = metrics
         self._slots = threading.BoundedSemaphore(self.config.max_concurrency)
         self._cache: OrderedDict[str, Completion] = OrderedDict()
+        self._owners: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         self._failures = 0
         self._open_until = 0.0
@@ -58,8 +59,9 @@ class Gateway:
         return self.backend.name
 
     def complete(self, use: str, messages: list[dict[str, str]], deadline: Deadline, *, max_tokens: int = 256,
-                 schema: dict[str, Any] | None = None) -> tuple[Completion, bool]:
-        """(completion, from_cache). Raises LLMError(reason) instead of failing slowly."""
+                 schema: dict[str, Any] | None = None, owner: str = "") -> tuple[Completion, bool]:
+        """(completion, from_cache). Raises LLMError(reason) instead of failing slowly.
+        ``owner``: the user whose data the prompt carries (``forget`` drops their entries)."""
         key = self._key(messages, schema, max_tokens)
         with self._lock:
             cached = self._cache.get(key)
@@ -98,6 +100,8 @@ class Gateway:
             break
         with self._lock:
             self._cache[key] = completion
+            if owner:
+                self._owners.setdefault(owner, set()).add(key)
             while len(self._cache) > self.config.cache_size:
                 self._cache.popitem(last=False)
         self._count(use, "ok")
@@ -144,6 +148,12 @@ class Gateway:
     def _count(self, use: str, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.llm_calls.labels(self.name, use, outcome).inc()
+
+    def forget(self, owner: str) -> int:
+        """Erasure: drop the cached completions of prompts that carried ``owner``'s data."""
+        with self._lock:
+            keys = self._owners.pop(owner, set())
+            return sum(self._cache.pop(k, None) is not None for k in keys)
 
     @property
     def circuit_open(self) -> bool:

@@ -63,7 +63,7 @@ class LLMService:
         self.max_tokens = max_tokens
         self.min_budget_ms = min_budget_ms
         self.metrics = metrics
-        self._explained: OrderedDict[bytes, str] = OrderedDict()
+        self._explained: OrderedDict[tuple[str, bytes], str] = OrderedDict()
         self._cache_size = cache_size
 
     # -- explanations ------------------------------------------------------------------
@@ -80,7 +80,7 @@ class LLMService:
             return Explained(fallback, "reasoner", reason)
         texts: dict[str, str] = {}
         for item in evidence.items:
-            hit = self._explained.get(_explain_key(item, evidence))
+            hit = self._explained.get((evidence.user_id, _explain_key(item, evidence)))
             if hit is not None:
                 texts[item.item_id] = hit
         missing = tuple(i for i in evidence.items if i.item_id not in texts)
@@ -93,7 +93,7 @@ class LLMService:
         schema = _explain_schema([i.item_id for i in missing])
         try:
             completion, _ = self.gateway.complete("explain", messages, deadline, max_tokens=self.max_tokens,
-                                                  schema=schema)
+                                                  schema=schema, owner=evidence.user_id)
         except LLMError as exc:
             return self._partial(texts, fallback, missing, exc.reason, prompt, None, {})
         answers = _parse_explanations(completion.text)
@@ -108,7 +108,7 @@ class LLMService:
                 problems[item.item_id] = found
             else:
                 texts[item.item_id] = text
-                self._remember(_explain_key(item, evidence), text)
+                self._remember((evidence.user_id, _explain_key(item, evidence)), text)
         bad = [i for i in missing if i.item_id in problems]
         return self._partial(texts, fallback, bad, "ungrounded" if bad else None, prompt, completion.text, problems)
 
@@ -123,7 +123,8 @@ class LLMService:
 
     # -- natural-language cold start ---------------------------------------------------------
 
-    def cold_start(self, text: str, vocabulary: list[str], deadline: Deadline, *, consent: bool) -> dict[str, Any]:
+    def cold_start(self, text: str, vocabulary: list[str], deadline: Deadline, *, consent: bool,
+                   owner: str = "") -> dict[str, Any]:
         """``{"liked_tags", "disliked_tags", "description", "source", "reason"}``."""
         fallback = keyword_preferences(text, vocabulary)
         reason = self._skip_reason(consent, deadline)
@@ -133,7 +134,7 @@ class LLMService:
                         {"role": "user", "content": orjson.dumps({"tags": vocabulary, "text": redacted}).decode()}]
             try:
                 completion, _ = self.gateway.complete("cold_start", messages, deadline, max_tokens=self.max_tokens,
-                                                      schema=_cold_schema(vocabulary))
+                                                      schema=_cold_schema(vocabulary), owner=owner)
                 parsed = _parse_cold(completion.text, vocabulary)
                 if parsed is not None:
                     self._count("cold_start", "llm", "ok")
@@ -156,7 +157,7 @@ class LLMService:
             messages = [{"role": "system", "content": SYSTEM_RERANK}, {"role": "user", "content": prompt}]
             try:
                 completion, _ = self.gateway.complete("rerank", messages, deadline, max_tokens=self.max_tokens,
-                                                      schema=_rerank_schema(original))
+                                                      schema=_rerank_schema(original), owner=evidence.user_id)
                 order = constrained_order(completion.text, original)
                 if order is not None:
                     self._count("rerank", "llm", "ok")
@@ -180,7 +181,15 @@ class LLMService:
             return "circuit_open"
         return None
 
-    def _remember(self, key: bytes, text: str) -> None:
+    def forget(self, user_id: str) -> int:
+        """Erasure: the user's cached explanations and the gateway's cached completions of
+        prompts that carried their data. Returns how many entries were dropped."""
+        keys = [k for k in self._explained if k[0] == user_id]
+        for k in keys:
+            self._explained.pop(k, None)
+        return len(keys) + (self.gateway.forget(user_id) if self.gateway is not None else 0)
+
+    def _remember(self, key: tuple[str, bytes], text: str) -> None:
         self._explained[key] = text
         self._explained.move_to_end(key)
         while len(self._explained) > self._cache_size:

@@ -47,7 +47,8 @@ def evidence(catalog: Catalog, index: VectorIndex, ctx: UserContext, items: list
         facts.append(ItemFacts(s.item_id, item.title, tuple(item.tags), s.explored, "popular" in s.reasons,
                                "new in the catalog" in s.reasons, similar, shared,
                                tuple(t for t in item.tags if t in liked)))
-    return Evidence(user, tuple(facts), frozenset(t.lower() for t in catalog.tags()))
+    return Evidence(user, tuple(facts), frozenset(t.lower() for t in catalog.tags()),
+                    ctx.state.user_id if ctx.state is not None else "")
 
 
 def explain(llm: LLMService, catalog: Catalog, index: VectorIndex, ctx: UserContext, served: Served,
