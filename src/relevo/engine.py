@@ -193,8 +193,9 @@ class Engine:
                              candidate_ttl_s=t.candidate_ttl_s, max_candidates=t.edge_candidates)
         self.llm = self._open_llm()
         self.orchestrator = Orchestrator(self.streaming, self.origin, self.edge, costs, OrchestratorConfig(
-            t.budget_ms, t.min_history, s.stream.session_gap_s, s.llm.budget_ms, s.llm.rerank_low_confidence),
-            self.metrics, self.llm)
+            budget_ms=t.budget_ms, min_history=t.min_history, session_gap_s=s.stream.session_gap_s,
+            llm_budget_ms=s.llm.budget_ms, precompute_budget_ms=s.llm.precompute_budget_ms,
+            rerank_low_confidence=s.llm.rerank_low_confidence), self.metrics, self.llm)
         self.refresher = Refresher(self.orchestrator, metrics=self.metrics) if t.refresh else None
         self.bus = InvalidationBus(t.invalidation_url, t.invalidation_channel)
         self.bus.subscribe(self._invalidate)

@@ -160,8 +160,8 @@ class LLMSettings(_Config):
     max_concurrency: int = Field(2, ge=1, le=256)
     rate_per_s: float = Field(20.0, gt=0)
     retries: int = Field(1, ge=0, le=5)
+    precompute_budget_ms: float = Field(10_000.0, gt=0, le=600_000)  # background explanations after events
     rerank_low_confidence: bool = True
-    rerank_k: int = Field(10, ge=2, le=50)
 
 
 class TracingSettings(_Config):

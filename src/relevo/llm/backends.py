@@ -14,6 +14,7 @@ Failures raise ``LLMError`` with a reason code the caller reports: ``timeout``,
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import threading
 import time
@@ -106,6 +107,7 @@ class LlamaCppBackend:
             raise FileNotFoundError(f"GGUF model {self.model_path} not found")
         self._llm = Llama(model_path=str(self.model_path), n_ctx=n_ctx, n_threads=threads, seed=seed, verbose=False)
         self._lock = threading.Lock()
+        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="relevo-llama")
         self._grammars: dict[str, Any] = {}
 
     def _grammar(self, schema: dict[str, Any]):
@@ -117,14 +119,35 @@ class LlamaCppBackend:
         return self._grammars[key]
 
     def complete(self, messages, *, max_tokens, timeout_s, schema=None) -> Completion:
+        """Generation runs on this backend's worker thread; the caller waits until the
+        deadline at most. Prompt evaluation cannot be interrupted, so a prompt longer than
+        the budget allows ends the wait, not the work: the worker stops at its next token
+        and holds the model until then (later calls meanwhile are ``busy``)."""
         started = time.perf_counter()
         deadline = started + timeout_s
         if not self._lock.acquire(timeout=max(timeout_s, 0.0)):
             raise LLMError("busy", "the local model is generating another answer")
+        cancel = threading.Event()
+        try:
+            future = self._worker.submit(self._generate, messages, max_tokens, schema, deadline, cancel)
+        except RuntimeError:  # the backend was closed
+            self._lock.release()
+            raise LLMError("unavailable", "the local model is closed") from None
+        try:
+            parts, prompt_tokens = future.result(timeout=max(deadline - time.perf_counter(), 0.0))
+        except concurrent.futures.TimeoutError:
+            cancel.set()
+            raise LLMError("timeout", "deadline reached before the model answered") from None
+        if time.perf_counter() >= deadline:  # finished, but too late to be used
+            raise LLMError("timeout", "the answer came after the deadline")
+        return Completion("".join(parts), prompt_tokens, len(parts), time.perf_counter() - started, self.name)
+
+    def _generate(self, messages, max_tokens, schema, deadline, cancel) -> tuple[list[str], int]:
+        """On the worker thread; releases the model when done, whoever waited."""
         parts: list[str] = []
         try:
             try:
-                # streamed, so that generation stops at the deadline (between two tokens)
+                # streamed, so that generation stops between two tokens once nobody waits
                 stream = self._llm.create_chat_completion(
                     messages=messages, max_tokens=max_tokens, temperature=0.0, stream=True,
                     grammar=self._grammar(schema) if schema is not None else None)
@@ -132,17 +155,17 @@ class LlamaCppBackend:
                     delta = chunk["choices"][0].get("delta", {}).get("content")
                     if delta:
                         parts.append(delta)
-                    if time.perf_counter() >= deadline:
+                    if cancel.is_set() or time.perf_counter() >= deadline:
                         stream.close()
                         raise LLMError("timeout", "deadline reached while generating")
             except ValueError as exc:  # e.g. the prompt does not fit the context
                 raise LLMError("error", str(exc)[:200]) from None
-            prompt_tokens = len(self._llm.tokenize("".join(m["content"] for m in messages).encode(), add_bos=True))
+            prompt = "".join(m["content"] for m in messages).encode()
+            return parts, len(self._llm.tokenize(prompt, add_bos=True))
         finally:
             self._lock.release()
-        if time.perf_counter() >= deadline:  # finished, but too late to be used
-            raise LLMError("timeout", "the answer came after the deadline")
-        return Completion("".join(parts), prompt_tokens, len(parts), time.perf_counter() - started, self.name)
 
     def close(self) -> None:
-        self._llm.close() if hasattr(self._llm, "close") else None
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        if hasattr(self._llm, "close"):
+            self._llm.close()

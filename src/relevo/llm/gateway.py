@@ -87,7 +87,10 @@ class Gateway:
                                                    timeout_s=(deadline.remaining_ms() - self.config.margin_ms) / 1000.0,
                                                    schema=schema)
             except LLMError as exc:
-                self._failed()
+                # a timeout under a tight budget says nothing about the backend's health; one
+                # under a second or more of budget does, as do refusals and errors
+                if exc.reason in ("unavailable", "error") or (exc.reason == "timeout" and left_s >= 1.0):
+                    self._failed()
                 retry = (exc.reason in ("unavailable", "timeout") and attempts <= self.config.retries
                          and deadline.remaining_ms() - self.config.margin_ms > max(self._latency_ms, 1.0))
                 if not retry:

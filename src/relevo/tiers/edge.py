@@ -211,7 +211,7 @@ class EdgeTier:
                            rewards=None, tier_reason=reason)
         self.streaming.log(decision, req)
         rec = replace(entry.recommendation, decision_id=decision.decision_id, tier="edge", tier_reason=reason,
-                      degraded=())
+                      degraded=(), explanation=None)  # explain=true requests are explained again (from cache)
         return Served(rec, decision, [])
 
     def store(self, req: RecommendRequest, served: Served, generation: int, now: float, catalog_version: int) -> bool:

@@ -44,7 +44,7 @@ TIERS = ("origin", "streaming", "edge", "popularity")
 COST_PRIORS_MS = {"edge": 2.0, "streaming": 8.0, "origin": 20.0, "ranker": 3.0}
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class OrchestratorConfig:
     budget_ms: float = 150.0
     min_history: int = 5
@@ -105,7 +105,7 @@ class Orchestrator:
                 continue
             self.costs.observe(tier, (time.perf_counter() - started) * 1000)
             served = self._reason(req, ctx, served, deadline, reason)
-            if use_cache and tier in ("origin", "streaming") and served.recommendation.tier == tier and not req.explain:
+            if use_cache and tier in ("origin", "streaming") and served.recommendation.tier == tier:
                 self.edge.store(req, served, generation, now, catalog_version)
             return self._finish(served, deadline, degraded)
         served = self._reason(req, ctx, self.streaming.popular(req, ctx, reason), deadline, reason)
