@@ -685,11 +685,13 @@ def _accept(m: re.Match[str]) -> tuple[int, int] | None:
 # form field ("Name: Jane Doe", "regards, Jane", "- Jane Doe" at the end). Only the name
 # (1-3 capitalised words) is replaced. Capitalised words elsewhere (titles, places) are
 # not names to this detector: it would otherwise redact half of every film review.
+_NAME_WORDS = r"(?P<name>[A-Z][a-z'’\-]{1,30}(?:[ \t]+[A-Z][a-z'’\-]{1,30}){0,2})"
 _NAME_CUE = re.compile(
     r"(?i:\bmy\s+name\s+is|\bi\s+am|\bi['’]m|\bcall\s+me|\bthis\s+is|\bname\s*:|\bregards\s*,|\bthanks\s*,"
-    r"|\bcheers\s*,|\bsigned\s*,?|(?:^|\n)\s*[-–—]\s*)"
-    r"[ \t]*(?P<name>[A-Z][a-z'’\-]{1,30}(?:[ \t]+[A-Z][a-z'’\-]{1,30}){0,2})\b"
+    r"|\bcheers\s*,|\bsigned\s*,?)[ \t]*" + _NAME_WORDS + r"\b"
 )
+# a signature: "- Jane Doe" as the last line (a "- Great acting" bullet elsewhere is not one)
+_SIGNATURE = re.compile(r"(?:^|\n)[ \t]*[-–—][ \t]*" + _NAME_WORDS + r"[ \t.]*\Z")
 _NOT_NAMES = frozenset({"I", "A", "The", "So", "Not", "Very", "Really", "Just", "Here", "Going", "Happy", "Sad",
                         "Sure", "Glad", "Sorry", "Back", "Done", "Watching", "Looking", "Bored", "Tired", "This",
                         "That", "It", "Also", "All", "Thanks", "Thank", "Best", "Hi", "Hello", "Dear", "Ok", "Okay"})
@@ -715,4 +717,5 @@ _DETECTORS: tuple[Callable[[str], Iterable[Finding]], ...] = (
     _scan_with(_ADDRESS_DE, PiiKind.ADDRESS, _address_de),
     _scan_with(_PO_BOX, PiiKind.ADDRESS, _accept),
     _scan_with(_NAME_CUE, PiiKind.NAME, _name),
+    _scan_with(_SIGNATURE, PiiKind.NAME, _name),
 )
