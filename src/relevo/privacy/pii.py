@@ -66,8 +66,8 @@ NAME                   a name the text says is one: after    names with no cue (
                        "my name is", "I am", "I'm", "call    lower-case names, a cue followed by a
                        me", "this is", "Name:", "regards,",  common word ("I am happy"); a title
                        "thanks,", "cheers,", "signed", or a  after a cue IS redacted ("I am
-                       leading "- " (a signature): 1-3       Legend")
-                       capitalised words
+                       "- Name" last line (a signature):     Legend"); "- Great acting" bullets
+                       1-3 capitalised words                 before the last line are kept
 =====================  ===================================  ========================================
 
 Address rules in detail: (a) takes 1-4 name words; before the ambiguous suffixes
