@@ -46,6 +46,7 @@ class Gateway:
         self._slots = threading.BoundedSemaphore(self.config.max_concurrency)
         self._cache: OrderedDict[str, Completion] = OrderedDict()
         self._owners: dict[str, set[str]] = {}
+        self._key_owner: dict[str, str] = {}
         self._lock = threading.Lock()
         self._failures = 0
         self._open_until = 0.0
@@ -105,8 +106,16 @@ class Gateway:
             self._cache[key] = completion
             if owner:
                 self._owners.setdefault(owner, set()).add(key)
+                self._key_owner[key] = owner
             while len(self._cache) > self.config.cache_size:
-                self._cache.popitem(last=False)
+                evicted, _ = self._cache.popitem(last=False)
+                gone = self._key_owner.pop(evicted, None)
+                if gone is not None:
+                    keys = self._owners.get(gone)
+                    if keys is not None:
+                        keys.discard(evicted)
+                        if not keys:
+                            del self._owners[gone]
         self._count(use, "ok")
         if self.metrics is not None:
             self.metrics.llm_tokens.labels(self.name, "in").inc(completion.tokens_in)
@@ -156,6 +165,8 @@ class Gateway:
         """Erasure: drop the cached completions of prompts that carried ``owner``'s data."""
         with self._lock:
             keys = self._owners.pop(owner, set())
+            for k in keys:
+                self._key_owner.pop(k, None)
             return sum(self._cache.pop(k, None) is not None for k in keys)
 
     @property

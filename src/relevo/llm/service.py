@@ -20,6 +20,7 @@ consent; without it nothing is sent.
 from __future__ import annotations
 
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -64,6 +65,7 @@ class LLMService:
         self.min_budget_ms = min_budget_ms
         self.metrics = metrics
         self._explained: OrderedDict[tuple[str, bytes], str] = OrderedDict()
+        self._lock = threading.Lock()  # request threads and the refresher share the cache
         self._cache_size = cache_size
 
     # -- explanations ------------------------------------------------------------------
@@ -80,7 +82,8 @@ class LLMService:
             return Explained(fallback, "reasoner", reason)
         texts: dict[str, str] = {}
         for item in evidence.items:
-            hit = self._explained.get((evidence.user_id, _explain_key(item, evidence)))
+            with self._lock:
+                hit = self._explained.get((evidence.user_id, _explain_key(item, evidence)))
             if hit is not None:
                 texts[item.item_id] = hit
         missing = tuple(i for i in evidence.items if i.item_id not in texts)
@@ -184,16 +187,18 @@ class LLMService:
     def forget(self, user_id: str) -> int:
         """Erasure: the user's cached explanations and the gateway's cached completions of
         prompts that carried their data. Returns how many entries were dropped."""
-        keys = [k for k in self._explained if k[0] == user_id]
-        for k in keys:
-            self._explained.pop(k, None)
+        with self._lock:
+            keys = [k for k in self._explained if k[0] == user_id]
+            for k in keys:
+                self._explained.pop(k, None)
         return len(keys) + (self.gateway.forget(user_id) if self.gateway is not None else 0)
 
     def _remember(self, key: tuple[str, bytes], text: str) -> None:
-        self._explained[key] = text
-        self._explained.move_to_end(key)
-        while len(self._explained) > self._cache_size:
-            self._explained.popitem(last=False)
+        with self._lock:
+            self._explained[key] = text
+            self._explained.move_to_end(key)
+            while len(self._explained) > self._cache_size:
+                self._explained.popitem(last=False)
 
     def _count(self, use: str, source: str, reason: str | None) -> None:
         if self.metrics is not None:
