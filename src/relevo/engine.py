@@ -50,9 +50,9 @@ from relevo.llm.gateway import Gateway, GatewayConfig
 from relevo.llm.grounding import Checker
 from relevo.llm.service import LLMService
 from relevo.ranking.online import OnlineRanker, RankerConfig
-from relevo.tiers.deadline import CostModel, Deadline
+from relevo.deadline import CostModel, Deadline
 from relevo.tiers.edge import EdgeTier, ResponseCache
-from relevo.tiers.features import FEATURES, PRIOR_MEAN
+from relevo.ranking.features import FEATURES, PRIOR_MEAN
 from relevo.tiers.invalidation import InvalidationBus
 from relevo.tiers.orchestrator import COST_PRIORS_MS, Orchestrator, OrchestratorConfig
 from relevo.tiers.origin import OriginTier
@@ -495,7 +495,8 @@ class Engine:
             raise NotFound(f"no decision {decision_id!r}", field="decision_id")
         if item_id not in {i.item_id for i in decision.items}:
             raise ValidationError(f"item {item_id!r} was not shown in decision {decision_id!r}", field="item_id")
-        joiner = {self.policy.name: self.joiner, self.edge_policy.name: self.edge_joiner}.get(decision.policy)
+        # the joiner of the policy that made the decision (the same routing as rewards carried by events)
+        joiner = next((j for j in self.processor.event_joiners if j.policy.name == decision.policy), None)
         if joiner is None:
             raise ValidationError(f"decision {decision_id!r} was served by {decision.policy!r}; it has no model to reward",
                                   field="decision_id", code="not_learnable")
@@ -536,13 +537,13 @@ class Engine:
         allowed = consent_registry.read(self.features, user_id).resolved(self.consent_defaults)
         deadline = Deadline(budget_ms or self.settings.llm.budget_ms)
         found = self.llm.cold_start(text, self.catalog.tags(), deadline, consent=allowed["llm"], owner=user_id)
-        prefs = {**self.get_preferences(user_id), "liked_tags": found["liked_tags"],
-                 "disliked_tags": found["disliked_tags"], "exclude_tags": found["disliked_tags"],
-                 "description": found["description"]}
+        prefs = {**self.get_preferences(user_id), "liked_tags": found.liked_tags,
+                 "disliked_tags": found.disliked_tags, "exclude_tags": found.disliked_tags,
+                 "description": found.description}
         self.put_preferences(user_id, prefs)
         seeded = False
         if allowed["personalization"] and allowed["profiling"]:
-            vector = self.encoder.encode([found["description"] or pii.redact(text).text])[0]
+            vector = self.encoder.encode([found.description or pii.redact(text).text])[0]
             with self.processor.write_lock:
                 raw = self.features.get(USERS_NS, user_id)
                 state = UserState.decode(raw) if raw is not None else UserState(user_id, self.index.dim)
@@ -553,7 +554,7 @@ class Engine:
                     seeded = True
         if seeded:
             self.bus.publish({user_id: time.time()}, applied=False)
-        return {**prefs, "source": found["source"], "reason": found["reason"], "seeded_vector": seeded}
+        return {**prefs, "source": found.source, "reason": found.reason, "seeded_vector": seeded}
 
     def get_preferences(self, user_id: str) -> dict[str, Any]:
         raw = self.features.get(PREFERENCES_NS, user_id)

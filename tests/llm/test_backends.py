@@ -15,7 +15,7 @@ from relevo.llm.gateway import Gateway, GatewayConfig
 from relevo.llm.grounding import Checker
 from relevo.records import Event, Item
 from relevo.settings import LLMSettings
-from relevo.tiers.deadline import Deadline
+from relevo.deadline import Deadline
 from relevo.tiers.streaming import RecommendRequest
 
 CATALOG = [Item(id="alien", title="Alien (1979)", tags=["Horror", "Sci-Fi"]),

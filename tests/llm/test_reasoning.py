@@ -73,10 +73,10 @@ def test_years_in_titles_are_facts(evidence, checker):
 
 def test_cold_start_fallback_reads_tags_synonyms_and_negations():
     prefs = keyword_preferences("quiet sci-fi with strong female leads, nothing violent or scary", TAGS)
-    assert prefs["liked_tags"] == ["Sci-Fi"] and prefs["disliked_tags"] == ["Action", "Horror"]
-    assert keyword_preferences("funny animated films for kids", TAGS)["liked_tags"] == ["Comedy", "Animation",
-                                                                                          "Children"]
-    assert "[EMAIL]" in keyword_preferences("I'm into crime, mail me at a@b.com", TAGS)["description"]
+    assert prefs.liked_tags == ["Sci-Fi"] and prefs.disliked_tags == ["Action", "Horror"]
+    assert keyword_preferences("funny animated films for kids", TAGS).liked_tags == ["Comedy", "Animation",
+                                                                                       "Children"]
+    assert "[EMAIL]" in keyword_preferences("I'm into crime, mail me at a@b.com", TAGS).description
 
 
 def test_rerank_answers_stay_inside_the_candidates():

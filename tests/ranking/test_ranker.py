@@ -15,7 +15,7 @@ from relevo.records import Item
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.exact import ExactIndex
 from relevo.storage.registry import open_store
-from relevo.tiers.features import PRIOR_MEAN
+from relevo.ranking.features import PRIOR_MEAN
 from relevo.tiers.streaming import RecommendRequest
 
 DIM = 16

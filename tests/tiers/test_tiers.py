@@ -223,7 +223,7 @@ def test_edge_rescoring_uses_the_published_scorer_and_clicks_teach_the_edge_band
 
 
 def test_a_slow_outlier_does_not_switch_a_stage_off_for_good():
-    from relevo.tiers.deadline import CostModel, Deadline
+    from relevo.deadline import CostModel, Deadline
 
     costs = CostModel({"ranker": 3.0})
     costs.observe("ranker", 400.0)  # one GC pause

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from relevo.llm.backends import Backend, Completion, LLMError
-from relevo.tiers.deadline import Deadline
+from relevo.deadline import Deadline
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ consent; without it nothing is sent.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections import OrderedDict
@@ -33,7 +34,7 @@ from relevo.llm.evidence import Evidence
 from relevo.llm.gateway import Gateway
 from relevo.llm.grounding import Checker
 from relevo.privacy import pii
-from relevo.tiers.deadline import Deadline
+from relevo.deadline import Deadline
 
 SYSTEM_EXPLAIN = ("You explain why items were recommended to a user. Use only the facts given in the JSON input: "
                   "the item's title and tags, the user's recent items and tags. Do not mention any other title, "
@@ -54,6 +55,17 @@ class Explained:
     prompt: str | None = None  # as sent (redacted)
     output: str | None = None
     problems: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StatedPreferences:
+    """What a natural-language description says the user wants, and who read it."""
+
+    liked_tags: list[str]
+    disliked_tags: list[str]
+    description: str  # redacted
+    source: str = "reasoner"  # "llm" or "reasoner"
+    reason: str | None = None  # why the reasoner read it
 
 
 class LLMService:
@@ -127,8 +139,7 @@ class LLMService:
     # -- natural-language cold start ---------------------------------------------------------
 
     def cold_start(self, text: str, vocabulary: list[str], deadline: Deadline, *, consent: bool,
-                   owner: str = "") -> dict[str, Any]:
-        """``{"liked_tags", "disliked_tags", "description", "source", "reason"}``."""
+                   owner: str = "") -> StatedPreferences:
         fallback = keyword_preferences(text, vocabulary)
         reason = self._skip_reason(consent, deadline)
         if reason is None:
@@ -141,12 +152,12 @@ class LLMService:
                 parsed = _parse_cold(completion.text, vocabulary)
                 if parsed is not None:
                     self._count("cold_start", "llm", "ok")
-                    return {**parsed, "source": "llm", "reason": None}
+                    return dataclasses.replace(parsed, source="llm")
                 reason = "invalid_output"
             except LLMError as exc:
                 reason = exc.reason
         self._count("cold_start", "reasoner", reason)
-        return {**fallback, "source": "reasoner", "reason": reason}
+        return dataclasses.replace(fallback, reason=reason)
 
     # -- re-ranking --------------------------------------------------------------------------
 
@@ -249,13 +260,13 @@ def _cold_schema(vocabulary: list[str]) -> dict[str, Any]:
             "required": ["liked_tags", "disliked_tags", "description"]}
 
 
-def _parse_cold(text: str, vocabulary: list[str]) -> dict[str, Any] | None:
+def _parse_cold(text: str, vocabulary: list[str]) -> StatedPreferences | None:
     try:
         data = orjson.loads(text)
         known = set(vocabulary)
         liked = [t for t in dict.fromkeys(data["liked_tags"]) if t in known]
         disliked = [t for t in dict.fromkeys(data["disliked_tags"]) if t in known and t not in liked]
-        return {"liked_tags": liked, "disliked_tags": disliked, "description": pii.redact(str(data["description"])).text}
+        return StatedPreferences(liked, disliked, pii.redact(str(data["description"])).text)
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
 
@@ -286,7 +297,7 @@ _SYNONYMS = {"scifi": "Sci-Fi", "sci fi": "Sci-Fi", "science fiction": "Sci-Fi",
 _NEGATION = re.compile(r"\b(?:no|not|nothing|without|never|avoid|hate|dislike|don't|do not)\b[^.,;]*", re.I)
 
 
-def keyword_preferences(text: str, vocabulary: list[str]) -> dict[str, Any]:
+def keyword_preferences(text: str, vocabulary: list[str]) -> StatedPreferences:
     """The reasoner's cold start: catalog tags (and a few synonyms) named in ``text``; those
     inside a negated phrase ("nothing violent", "no horror") are dislikes."""
     lower = text.lower()
@@ -304,4 +315,4 @@ def keyword_preferences(text: str, vocabulary: list[str]) -> dict[str, Any]:
         (disliked if any(a <= pos < b for a, b in negated) else liked).append(tag)
     disliked = list(dict.fromkeys(disliked))
     liked = [t for t in dict.fromkeys(liked) if t not in disliked]
-    return {"liked_tags": liked, "disliked_tags": disliked, "description": pii.redact(text).text[:200]}
+    return StatedPreferences(liked, disliked, pii.redact(text).text[:200])

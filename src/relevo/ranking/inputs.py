@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from relevo.tiers.features import FEATURES
+from relevo.ranking.features import FEATURES
 
 N_DENSE = len(FEATURES)
 

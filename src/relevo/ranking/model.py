@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from relevo.ranking.inputs import N_DENSE
-from relevo.tiers.features import PRIOR_MEAN
+from relevo.ranking.features import PRIOR_MEAN
 
 
 class DeepRanker(nn.Module):

@@ -37,7 +37,7 @@ from relevo.ranking.scorer import OnnxScorer
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.protocol import VectorIndex
 from relevo.storage.protocols import ModelStore
-from relevo.tiers.features import RECENCY_SCALE_S
+from relevo.ranking.features import RECENCY_SCALE_S
 
 log = structlog.get_logger(__name__)
 

@@ -40,6 +40,7 @@ class Catalog:
         self.valence = np.zeros(1024, dtype=np.float64)  # item text affect in [-1, 1]
         self._popular_cache: tuple[float, np.ndarray, bool] | None = None
         self._newest_cache: tuple[int, np.ndarray] | None = None
+        self._tags_cache: tuple[int, list[str]] | None = None
         self.max_engagement = 1.0
         # bumped on every insert or delete: caches keyed on the catalog's content use it
         self.version = 0
@@ -98,7 +99,7 @@ class Catalog:
 
     def tags(self) -> list[str]:
         """Every tag of a live item (cached until the catalog changes)."""
-        cached = getattr(self, "_tags_cache", None)
+        cached = self._tags_cache
         if cached is not None and cached[0] == self.version:
             return cached[1]
         with self._lock:

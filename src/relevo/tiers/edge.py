@@ -28,7 +28,7 @@ from relevo.bandits.base import Candidates
 from relevo.bandits.persisted import PersistedPolicy
 from relevo.records import Decision, Recommendation, ScoredItem
 from relevo.ranking.online import OnlineRanker
-from relevo.tiers.features import FEATURES, PRIOR_MEAN, candidate_features
+from relevo.ranking.features import FEATURES, PRIOR_MEAN, candidate_features
 from relevo.tiers.streaming import RecommendRequest, Served, StreamingTier, UserContext, _reasons, derived_seed
 
 CONTEXT_KEYS = ("device", "page", "surface", "locale", "country", "placement")

@@ -31,7 +31,7 @@ import time
 import structlog
 
 from relevo.observability.metrics import Metrics
-from relevo.tiers.deadline import CostModel, Deadline
+from relevo.deadline import CostModel, Deadline
 from relevo.llm.service import LLMService
 from relevo.tiers import reasoning
 from relevo.tiers.edge import EdgeTier

@@ -17,8 +17,8 @@ import numpy as np
 
 from relevo.ranking.inputs import ranker_rows
 from relevo.ranking.online import OnlineRanker
-from relevo.tiers.deadline import CostModel, Deadline
-from relevo.tiers.features import PRIOR_MEAN
+from relevo.deadline import CostModel, Deadline
+from relevo.ranking.features import PRIOR_MEAN
 from relevo.tiers.streaming import RecommendRequest, StreamingTier, UserContext
 
 _PRIOR = np.asarray(PRIOR_MEAN, dtype=np.float32)

@@ -14,7 +14,7 @@ from relevo.llm.service import LLMService
 from relevo.records import ScoredItem
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.protocol import VectorIndex
-from relevo.tiers.deadline import Deadline
+from relevo.deadline import Deadline
 from relevo.tiers.streaming import Served, UserContext
 
 RECENT = 10

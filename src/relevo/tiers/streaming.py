@@ -27,8 +27,8 @@ from relevo.records import Decision, Recommendation, ScoredItem
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.protocol import VectorIndex
 from relevo.storage.protocols import DecisionLog, FeatureStore
-from relevo.tiers.deadline import Deadline
-from relevo.tiers.features import FEATURES, candidate_features
+from relevo.deadline import Deadline
+from relevo.ranking.features import FEATURES, candidate_features
 
 import orjson
 
