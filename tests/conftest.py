@@ -54,9 +54,21 @@ def redis_prefix(redis_server):
     prefix = f"relevo-test:{uuid.uuid4().hex[:12]}:"
     yield prefix
     client = redis.Redis.from_url(redis_server)
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        client.delete(*keys)
+    for pattern in (prefix + "*", "{" + prefix + "*"):  # plain keys and hash-tagged ones
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A 3-master Redis Cluster on free loopback ports, started for this test session with
+    redis-server (``cluster-enabled yes``) and redis-cli; stopped at the end."""
+    from tests.redis_procs import RedisClusterProcs
+
+    cluster = RedisClusterProcs(tmp_path_factory.mktemp("redis-cluster"), masters=3, replicas=0).start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -57,14 +57,14 @@ def test_replaying_the_same_events_changes_nothing(ml_engine, movielens_dir):
     assert first.accepted == len(events) and first.duplicates == 0
     assert engine.wait_idle(30)
     state = engine.features.get("users", "ml2")
-    stats = dict(engine.features.scan("item_stats"))
+    stats = dict(engine.features.scan("item_stats_p0"))
     count = engine.events.count()
     second = engine.ingest(events)
     assert (second.accepted, second.duplicates) == (0, len(events))
     assert engine.wait_idle(30)
     assert engine.events.count() == count
     assert engine.features.get("users", "ml2") == state
-    assert dict(engine.features.scan("item_stats")) == stats
+    assert dict(engine.features.scan("item_stats_p0")) == stats
 
 
 def test_restart_restores_state_and_index(make_engine, movielens_items, movielens_vectors, movielens_dir, tmp_path):

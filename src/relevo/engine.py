@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from relevo.context.state import ITEMS_NS, PREFERENCES_NS, USERS_NS, UserState
 from relevo.emotion import behaviour, rerank
 from relevo.embeddings.encoder import TextEncoder
 from relevo.embeddings.streaming import StreamingConfig
-from relevo.errors import NotFound, ValidationError
+from relevo.errors import NotFound, Overloaded, ValidationError
 from relevo.experiments.service import ExperimentService
 from relevo.observability.metrics import Metrics
 from relevo.observability.tracing import make_tracer
@@ -43,6 +44,7 @@ from relevo.settings import Settings
 from relevo.storage.protocols import AppendResult
 from relevo.storage.registry import open_store
 from relevo.stream.processor import GROUP, StreamProcessor, strip_profile
+from relevo.stream.replication import Handlers, Replicator, node_name
 from relevo.stream.rewards import REWARDS_NS, JoinConfig, Outcome, RewardJoiner, marker_key
 from relevo.bandits.beta import BetaTS, BetaTSConfig
 from relevo.llm.backends import LlamaCppBackend, OpenAICompatBackend
@@ -111,6 +113,10 @@ class Engine:
         self.features = open_store("feature_store", s.store_url("feature_store"), sqlite_synchronous=sync)
         self.decisions = open_store("decision_log", s.store_url("decision_log"), sqlite_synchronous=sync)
         self.models = open_store("model_store", s.store_url("model_store"), sqlite_synchronous=sync)
+        self.node = s.stream.consumer or node_name()
+        # several processes over one Redis: follow the item-update feed from where the
+        # copies below are loaded, so nothing published meanwhile is missed
+        feed_from = self.events.feed_head() if hasattr(self.events, "feed_head") else None
         dim = self.encoder.dim
         self.catalog = Catalog()
         self.index = self._new_index(dim)
@@ -132,7 +138,7 @@ class Engine:
         self.processor = StreamProcessor(
             self.events, self.features, self.index, self.catalog, self.joiner, self.metrics,
             StreamingConfig(st.long_decay, st.session_decay, st.session_gap_s),
-            batch_size=st.batch_size, poll_ms=st.poll_ms,
+            batch_size=st.batch_size, poll_ms=st.poll_ms, consumer=self.node,
             affect_analyzer=self.affect, behaviour_config=behaviour.BehaviourConfig(s.emotion.half_life_s),
             consent_defaults=self.consent_defaults,
         )
@@ -149,8 +155,17 @@ class Engine:
         self.processor.retention_s = s.privacy.decision_retention_days * 86400.0
         self.processor.load()
         self._open_tiers()
+        self.replicator = None
+        if feed_from is not None:
+            self.replicator = Replicator(self.events, Handlers(
+                upsert=self._replicate_upsert, delete=self._replicate_delete,
+                engagement=self.processor.set_engagement, reload=self._replicate_reload,
+                every_second=[self.policy.refresh, self.edge_policy.refresh]), self.node, feed_from)
+            self.processor.on_items = lambda k, items: self.replicator.publish("engagement", p=k, items=items)
+            self.replicator.start()
         self.processor.tracer = self.tracer
-        self.processor.start()
+        if s.stream.consume:
+            self.processor.start()
         if self.ranker is not None:
             self.ranker.start()
         if self.refresher is not None:
@@ -321,6 +336,8 @@ class Engine:
         if not self._opened:
             return
         self.processor.stop()
+        if self.replicator is not None:
+            self.replicator.stop()
         if self.refresher is not None:
             self.refresher.stop()
         if self.ranker is not None:
@@ -330,8 +347,10 @@ class Engine:
         for joiner in self.processor.joiners:
             with joiner.policy.lock:
                 joiner.policy.maybe_snapshot(force=True)
-        try:
-            self.index.save(self._index_path)
+        try:  # processes sharing a home each write a whole file and rename it into place
+            tmp = self._index_path.with_name(f"{self._index_path.name}.{os.getpid()}.tmp")
+            self.index.save(tmp)
+            os.replace(tmp, self._index_path)
             self._index_path.with_suffix(".version").write_text(str(self._items_version()))
         except OSError as exc:
             log.warning("index_snapshot_failed", error=repr(exc))
@@ -380,8 +399,45 @@ class Engine:
             if self.affect is not None:
                 for it, v in zip(stamped, self._item_valence(stamped, vectors, encoded)):
                     self.catalog.set_valence(it.id, float(v))
+        if self.replicator is not None:
+            self.replicator.publish("upsert", ids=[it.id for it in stamped])
         self.metrics.items.set(len(self.catalog))
         return len(items)
+
+    # -- replication (several processes over Redis) --------------------------------------
+
+    def _replicate_upsert(self, ids: list[str]) -> None:
+        """Items another process added: read them (with their vectors) from the store."""
+        found = [(raw, i) for i, raw in zip(ids, self.features.get_many(ITEMS_NS, ids)) if raw is not None]
+        if not found:
+            return
+        decoded = [_decode_item(raw, self.index.dim) for raw, _ in found]
+        items = [item for item, _ in decoded]
+        with self._items_lock:
+            self.index.upsert([it.id for it in items], np.vstack([v for _, v in decoded]))
+            for it in items:
+                self.catalog.upsert(it)
+            if self.affect is not None:
+                for it, v in zip(items, self.affect.vader.valence([it.content_text() for it in items])):
+                    self.catalog.set_valence(it.id, float(v))
+        self.metrics.items.set(len(self.catalog))
+
+    def _replicate_delete(self, ids: list[str]) -> None:
+        with self._items_lock:
+            present = [i for i in ids if i in self.catalog]
+            if present:
+                self.index.delete(present)
+                for i in present:
+                    self.catalog.delete(i)
+        self.metrics.items.set(len(self.catalog))
+
+    def _replicate_reload(self) -> None:
+        """The feed dropped records this process had not read: re-read every item and count."""
+        ids = [key for key, _ in self.features.scan(ITEMS_NS)]
+        for start in range(0, len(ids), 10_000):
+            self._replicate_upsert(ids[start : start + 10_000])
+        self._replicate_delete([i for i in list(self.catalog.items) if i not in set(ids)])
+        self.processor.load()
 
     def delete_item(self, item_id: str) -> None:
         with self._items_lock:
@@ -391,6 +447,8 @@ class Engine:
             self.features.put(META_NS, "items_version", str(self._items_version() + 1).encode())
             self.index.delete([item_id])
             self.catalog.delete(item_id)
+        if self.replicator is not None:
+            self.replicator.publish("delete", ids=[item_id])
         self.metrics.items.set(len(self.catalog))
 
     def get_item(self, item_id: str) -> Item:
@@ -422,7 +480,11 @@ class Engine:
                     update["text"] = redacted.text
                     self.metrics.pii_redacted.inc(len(redacted.found))
             stamped.append(e.model_copy(update=update))
-        result = self.events.append(stamped)
+        try:
+            result = self.events.append(stamped)
+        except Overloaded:
+            self.metrics.overloaded.inc()
+            raise
         self.bus.publish(dict.fromkeys((e.user_id for e in events), now), applied=False)
         self.metrics.events_ingested.inc(result.accepted)
         self.metrics.events_duplicate.inc(result.duplicates)

@@ -62,3 +62,23 @@ class Unavailable(RelevoError):
 
     status = 503
     code = "unavailable"
+
+
+class Overloaded(RelevoError):
+    """Ingest is ahead of the stream workers by more than the configured backlog: the
+    caller should retry after ``retry_after`` seconds (HTTP 429). Nothing was written."""
+
+    status = 429
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, **kw):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class StaleWrite(RelevoError):
+    """A guarded write found its guard changed since it was read (optimistic concurrency:
+    another process wrote first). Nothing was written; re-read and retry."""
+
+    status = 409
+    code = "stale_write"

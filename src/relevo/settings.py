@@ -20,9 +20,11 @@ class _Config(BaseModel):
 
 
 class StorageSettings(_Config):
-    """URLs: ``memory://``, ``sqlite:///path.db``, ``redis://host:port/db?prefix=...``.
-    Empty means the embedded default, a SQLite file under ``home``."""
+    """URLs: ``memory://``, ``sqlite:///path.db``, ``redis://host:port/db?prefix=...``,
+    ``redis+cluster://host:port``. ``url`` sets all four stores at once; a store's own
+    setting wins. Empty means the embedded default, a SQLite file under ``home``."""
 
+    url: str = ""
     event_log: str = ""
     feature_store: str = ""
     decision_log: str = ""
@@ -50,6 +52,10 @@ class StreamSettings(_Config):
     long_decay: float = Field(0.98, gt=0, le=1)
     session_decay: float = Field(0.7, gt=0, le=1)
     session_gap_s: float = Field(1800.0, gt=0)
+    # False: this process serves only (``relevo serve --workers N``); ``relevo worker``
+    # processes apply the event stream
+    consume: bool = True
+    consumer: str = ""  # this process's consumer name in the group; empty: host:pid
 
 
 class RecommendSettings(_Config):
@@ -292,7 +298,7 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     def store_url(self, kind: str) -> str:
-        url = getattr(self.storage, kind)
+        url = getattr(self.storage, kind) or self.storage.url
         if url:
             return url
         return f"sqlite:///{(self.home / f'{kind}.db').as_posix()}"

@@ -58,7 +58,9 @@ def test_without_personalization_consent_nothing_personal_is_kept_or_used(engine
     assert ids(a) == ids(b) and a.fallback == "non_profiled"
     assert engine.decisions.get(a.decision_id).consent["personalization"] is False
     # item popularity (an aggregate) still learns from their events
-    assert engine.processor.item_stats["h0"].events >= 2
+    from relevo.context.state import ItemStats
+
+    assert ItemStats.decode("h0", engine.features.get("item_stats_p0", "h0")).events >= 2
 
 
 def test_without_profiling_only_the_session_is_kept(engine):

@@ -1,4 +1,5 @@
-"""Every storage conformance suite runs against memory, SQLite and Redis.
+"""Every storage conformance suite runs against memory, SQLite, Redis and a 3-master
+Redis Cluster (started by the tests, see tests/redis_procs.py).
 
 ``reopen()`` closes and opens the store again on the same data, as a restart would
 (for memory it only forgets in-flight deliveries, since memory keeps nothing).
@@ -10,7 +11,7 @@ import pytest
 
 from relevo.storage.registry import open_store
 
-BACKENDS = ["memory", "sqlite", "redis"]
+BACKENDS = ["memory", "sqlite", "redis", "redis-cluster"]
 
 
 class Opened:
@@ -33,7 +34,10 @@ def _url(request, backend: str, tmp_path) -> str:
         return "memory://"
     if backend == "sqlite":
         return f"sqlite:///{tmp_path}/store.db"
-    return f"{request.getfixturevalue('redis_server')}?prefix={request.getfixturevalue('redis_prefix')}"
+    prefix = request.getfixturevalue("redis_prefix")
+    if backend == "redis-cluster":
+        return f"{request.getfixturevalue('redis_cluster').url}?prefix={prefix}"
+    return f"{request.getfixturevalue('redis_server')}?prefix={prefix}"
 
 
 @pytest.fixture(params=BACKENDS)
@@ -41,7 +45,7 @@ def backend_url(request, tmp_path):
     return _url(request, request.param, tmp_path)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
 def durable_url(request, tmp_path):
     """The backends that promise durability (memory:// is documented as volatile)."""
     return _url(request, request.param, tmp_path)

@@ -123,3 +123,18 @@ def test_for_user_in_log_order(event_log):
     assert log.for_user("nobody") == []
     log.erase_user("a")
     assert log.for_user("a") == []
+
+
+def test_dead_letter_keeps_the_entry_and_its_reason_and_acks_it(event_log):
+    log = event_log.store
+    log.append([ev(i) for i in range(3)])
+    entries = log.read("g", "c1", count=10)
+    log.dead_letter("g", entries[1:2], "ValueError: bad")
+    log.ack("g", [entries[0], entries[2]])
+    assert log.lag("g") == 0
+    (dead,) = log.dead_letters()
+    assert dead.reason == "ValueError: bad" and dead.offset == entries[1].offset
+    assert b'"id":"e1"' in dead.body and dead.at > 0
+    log = event_log.reopen()
+    assert drain(log) == []  # not delivered again
+    assert len(log.dead_letters()) == 1

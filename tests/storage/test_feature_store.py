@@ -84,3 +84,18 @@ def test_any_key_round_trips(feature_store, key, value):
     fs.put("prop", key, value)
     assert fs.get("prop", key) == value
     assert fs.get_many("prop", [key]) == [value]
+
+
+def test_guarded_put_many_writes_only_while_the_guard_is_unchanged(feature_store):
+    from relevo.errors import StaleWrite
+
+    fs = feature_store.store
+    fs.put_many([("models", "m", b"v1"), ("models", "m.token", b"t1")], guard=("models", "m.token", None))
+    with pytest.raises(StaleWrite):  # expected absent, but present
+        fs.put_many([("models", "m", b"lost"), ("rewards", "r1", b"1")], guard=("models", "m.token", None))
+    with pytest.raises(StaleWrite):  # expected another value
+        fs.put_many([("models", "m", b"lost"), ("rewards", "r1", b"1")], guard=("models", "m.token", b"t0"))
+    assert fs.get("models", "m") == b"v1" and fs.get("rewards", "r1") is None  # nothing half-written
+    fs.put_many([("models", "m", b"v2"), ("models", "m.token", b"t2"), ("rewards", "r1", b"1")],
+                guard=("models", "m.token", b"t1"))
+    assert (fs.get("models", "m"), fs.get("rewards", "r1")) == (b"v2", b"1")

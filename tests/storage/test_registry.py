@@ -18,7 +18,9 @@ from relevo.storage.sqlite import SqliteEventLog
         ("/tmp/file.db", "unknown storage URL scheme"),
         ("sqlite://relative.db", "sqlite URLs look like sqlite:///path"),
         ("sqlite:///", "names no file"),
-        ("redis://127.0.0.1:6379/0?pefix=x", "unknown redis URL options"),
+        ("redis://127.0.0.1:6379/0?pefix=x", "unknown redis URL option .pefix."),
+            ("redis://127.0.0.1:6379/0?partitions=many", "partitions=.many. is not a int"),
+            ("redis+cluster://127.0.0.1:7000/3", "only database 0"),
     ],
 )
 def test_bad_urls_are_errors(url, message):

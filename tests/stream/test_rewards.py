@@ -42,7 +42,7 @@ def joiner():
 def run(joiner: RewardJoiner, outcomes):
     with joiner.policy.lock:
         joined = joiner.join(outcomes)
-        joiner.features.put_many(joiner.learn(joined))
+        joiner.commit(joined)
     joiner.notify(joined)
     return joined
 
@@ -76,7 +76,7 @@ def test_close_gives_default_rewards_once_and_drops_markers(joiner):
     run(joiner, [Outcome("d1", "b", 1.0, T0 + 5)])
     with joiner.policy.lock:
         closed, stale, settled = joiner.close_due(T0 + 650)  # closes d1 and deferred, not fresh
-        joiner.features.put_many(joiner.learn(closed))
+        joiner.commit(closed)
     joiner.features.erase(stale)
     assert closed.status == ["defaulted", "defaulted"]
     assert {d.decision_id: d.rewards for d in settled} == {"d1": [0.0, 1.0, 0.0], "deferred": [None, None, None]}
@@ -173,11 +173,11 @@ def test_a_failed_write_does_not_make_a_retry_learn_twice(make_engine, tmp_path,
     real_put_many = engine.features.put_many
     failures = {"left": 1}
 
-    def flaky(rows):
+    def flaky(rows, guard=None):
         if failures["left"]:
             failures["left"] -= 1
             raise ConnectionError("store unavailable")
-        return real_put_many(rows)
+        return real_put_many(rows, guard)
 
     monkeypatch.setattr(engine.features, "put_many", flaky)
     with pytest.raises(ConnectionError):

@@ -10,7 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from relevo.errors import RelevoError
+from relevo.errors import Overloaded, RelevoError
+from relevo.storage.protocols import is_outage
 
 # pydantic error type -> (status, our code)
 _CODES = {
@@ -47,11 +48,13 @@ def field_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+def error_response(status: int, code: str, message: str, field: str | None = None,
+                   retry_after: float | None = None) -> Response:
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
-    return Response(orjson.dumps({"error": body}), status_code=status, media_type="application/json")
+    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+    return Response(orjson.dumps({"error": body}), status_code=status, media_type="application/json", headers=headers)
 
 
 async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -76,7 +79,19 @@ async def on_validation_error(request: Request, exc: RequestValidationError) -> 
 
 async def on_relevo_error(request: Request, exc: RelevoError) -> Response:
     _count(request, exc.code)
-    return error_response(exc.status, exc.code, exc.message, exc.field)
+    retry_after = exc.retry_after if isinstance(exc, Overloaded) else 1.0 if exc.status == 503 else None
+    return error_response(exc.status, exc.code, exc.message, exc.field, retry_after)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    """A store that is unreachable (Redis restarting, a cluster failing over) is a 503 the
+    client may retry, not a 500; anything else is a bug, reported as such."""
+    if is_outage(exc):
+        _count(request, "unavailable")
+        return error_response(503, "unavailable", f"a backing store is unreachable: {type(exc).__name__}",
+                              retry_after=1.0)
+    _count(request, "internal")
+    return error_response(500, "internal", "internal error")
 
 
 async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -6,10 +6,17 @@ has been closed by the RewardJoiner. The joiner writes that document in the same
 ``put_many`` as its per-(decision, item) reward markers, so a reward is learned exactly
 once however often it is redelivered. Every ``snapshot_every`` rewards a versioned copy
 goes to the ModelStore.
+
+Several processes may learn into the same posterior (stream workers, API workers taking
+feedback): each write is guarded by ``models/<name>.token``, a random token replaced on
+every commit, so a process whose copy is older than the stored one gets ``StaleWrite``,
+reloads and joins again (optimistic concurrency: the sufficient statistics merge through
+the store). Serving processes call ``refresh()`` to pick up what others learned.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
 
@@ -43,9 +50,18 @@ class PersistedPolicy:
         self.lock = threading.Lock()
         self._initial = policy.state_dict()
         self.stale = False  # True: memory may hold uncommitted learning; reload before use
+        self.token: bytes | None = None  # the guard as of the last load or commit
+
+    @property
+    def token_key(self) -> str:
+        return f"{self.name}.token"
 
     def load(self) -> None:
+        # the token first: a commit between the two reads leaves an old token with a newer
+        # document, and the next guarded write then reloads (never the other way round)
+        token = self.features.get(MODELS_NS, self.token_key)
         raw = self.features.get(MODELS_NS, self.name)
+        self.token = token
         if raw is None:
             self.policy.load_state_dict(self._initial)
             self.closed_through, self.version = 0.0, 0
@@ -54,6 +70,22 @@ class PersistedPolicy:
         self.policy.load_state_dict(doc["state"])
         self.closed_through = float(doc.get("closed_through", 0.0))
         self.version = int(doc.get("version", 0))
+
+    def refresh(self) -> bool:
+        """Reload if another process committed since (one small read); returns whether it did."""
+        with self.lock:
+            if self.features.get(MODELS_NS, self.token_key) == self.token:
+                return False
+            self.load()
+            return True
+
+    def commit(self, rows: list[tuple[str, str, bytes]]) -> None:
+        """Write ``rows`` with the posterior document, if no other process committed since
+        this copy was loaded (else ``StaleWrite``; ``transaction`` then reloads)."""
+        token = os.urandom(12).hex().encode()
+        self.features.put_many([*rows, self.doc_row(), (MODELS_NS, self.token_key, token)],
+                               guard=(MODELS_NS, self.token_key, self.token))
+        self.token = token
 
     @contextmanager
     def transaction(self):

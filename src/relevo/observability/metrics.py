@@ -56,6 +56,12 @@ class Metrics:
             "relevo_events_redelivered", "Redelivered events skipped as already applied", registry=r
         )
         self.consumer_lag = Gauge("relevo_consumer_lag", "Events in the log not yet processed", registry=r)
+        self.dead_letters = Counter(
+            "relevo_dead_letters", "Events moved to the dead-letter list after failing alone repeatedly", registry=r)
+        self.learn_conflicts = Counter(
+            "relevo_learn_conflicts", "Guarded bandit writes retried because another process wrote first", registry=r)
+        self.overloaded = Counter(
+            "relevo_ingest_overloaded", "Event batches refused (429) because the stream workers were behind", registry=r)
         self.freshness = Histogram(
             "relevo_freshness_seconds", "Time from receiving an event to its effect being servable",
             buckets=FRESHNESS_BUCKETS, registry=r,

@@ -6,12 +6,14 @@ Useful for tests and throwaway runs; the embedded default is SQLite.
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from typing import Iterator, Sequence
 
+from relevo.errors import StaleWrite
 from relevo.records import Decision, Event
-from relevo.storage.codec import decode_decision, encode_decision
-from relevo.storage.protocols import AppendResult, LogEntry, check_namespace
+from relevo.storage.codec import decode_decision, encode_decision, encode_event
+from relevo.storage.protocols import AppendResult, DeadLetter, Guard, LogEntry, check_namespace
 
 
 def _as_bytes(value: bytes) -> bytes:
@@ -27,6 +29,7 @@ class MemoryEventLog:
         self._acked: dict[str, int] = defaultdict(int)  # group -> entries acked (prefix length)
         self._acked_positions: dict[str, set[int]] = defaultdict(set)
         self._delivered: dict[str, int] = {}
+        self._dead: list[DeadLetter] = []
         self._cond = threading.Condition()
 
     def append(self, events: Sequence[Event]) -> AppendResult:
@@ -98,6 +101,16 @@ class MemoryEventLog:
         with self._cond:
             self._delivered.pop(group, None)
 
+    def dead_letter(self, group: str, entries: Sequence[LogEntry], reason: str) -> None:
+        with self._cond:
+            now = time.time()
+            self._dead.extend(DeadLetter(e.offset, reason, now, encode_event(e.event)) for e in entries)
+        self.ack(group, entries)
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        with self._cond:
+            return self._dead[:limit]
+
     def close(self) -> None:
         pass
 
@@ -117,9 +130,11 @@ class MemoryFeatureStore:
     def put(self, ns: str, key: str, value: bytes) -> None:
         self.put_many([(ns, key, value)])
 
-    def put_many(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
+    def put_many(self, rows: Sequence[tuple[str, str, bytes]], guard: Guard | None = None) -> None:
         staged = [(check_namespace(ns), key, _as_bytes(value)) for ns, key, value in rows]  # fail before writing
         with self._lock:
+            if guard is not None and self._data[check_namespace(guard[0])].get(guard[1]) != guard[2]:
+                raise StaleWrite(f"{guard[0]}/{guard[1]} changed since it was read")
             for ns, key, value in staged:
                 self._data[ns][key] = value
 

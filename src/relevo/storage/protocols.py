@@ -17,13 +17,16 @@ from relevo.records import Decision, Event
 class LogEntry:
     """An event as delivered by the log.
 
-    ``position`` is strictly increasing in append order within the log, so a consumer can
-    tell an already-applied redelivery from a new event; ``offset`` is the backend's own id.
+    ``position`` is strictly increasing in append order within the entry's ``partition``
+    (all of one user's events share a partition), so a consumer can tell an already-applied
+    redelivery from a new event; ``offset`` is the backend's own id. The embedded logs have
+    one partition, 0.
     """
 
     position: int
     offset: str
     event: Event
+    partition: int = 0
 
 
 @dataclass(slots=True)
@@ -63,8 +66,45 @@ class EventLog(Protocol):
         same ids sent again are new data); returns how many were removed."""
         ...
 
+    def dead_letter(self, group: str, entries: Sequence[LogEntry], reason: str) -> None:
+        """Move poison entries out of ``group``'s way: each is kept, with ``reason``, in the
+        dead-letter list and acked, in one step."""
+        ...
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The dead-lettered entries, oldest first."""
+        ...
+
     def close(self) -> None: ...
 
+
+@dataclass(slots=True, frozen=True)
+class DeadLetter:
+    offset: str
+    reason: str
+    at: float
+    body: bytes  # the entry as stored (it may not decode: that can be why it is here)
+
+
+Guard = tuple[str, str, "bytes | None"]
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when ``exc`` says a store is unreachable or busy (retry later), not that the
+    data is bad: a connection or timeout error of any backend, or ``Unavailable``."""
+    import sqlite3
+
+    from relevo.errors import Unavailable
+
+    if isinstance(exc, (Unavailable, ConnectionError, TimeoutError, sqlite3.OperationalError)):
+        return True
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - redis is a dependency
+        return False
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError,
+                            redis.exceptions.TryAgainError, redis.exceptions.MasterDownError,
+                            redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError))
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_]{1,64}")
 
@@ -89,7 +129,13 @@ class FeatureStore(Protocol):
 
     def put(self, ns: str, key: str, value: bytes) -> None: ...
 
-    def put_many(self, rows: Sequence[tuple[str, str, bytes]]) -> None: ...
+    def put_many(self, rows: Sequence[tuple[str, str, bytes]], guard: Guard | None = None) -> None:
+        """Write every row, atomically. With ``guard`` (ns, key, expected), write only if
+        that key's current value is ``expected`` (None: absent), else raise
+        :class:`relevo.errors.StaleWrite` and write nothing (optimistic concurrency
+        between processes). The Redis Cluster backend is atomic per partition (the rows
+        of one hash slot); rows and guard of a guarded write must share a partition."""
+        ...
 
     def delete(self, ns: str, key: str) -> bool: ...
 

@@ -1,8 +1,10 @@
-"""Open a backend from a URL: ``memory://``, ``sqlite:///path``, ``redis://host:port/db``.
+"""Open a backend from a URL: ``memory://``, ``sqlite:///path``, ``redis://host:port/db``,
+``redis+cluster://host:port`` (any node of a Redis Cluster; the others are discovered).
 
 ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` follow SQLAlchemy's
-convention. Redis URLs take ``?prefix=`` (default ``relevo:``) to namespace keys. Any
-other scheme is an error: a typo must not silently fall back to memory.
+convention. Redis URLs take options (``?prefix=relevo:&partitions=8``; the list is in
+:mod:`relevo.storage.redis`). Any other scheme or option is an error: a typo must not
+silently fall back to a default.
 """
 
 from __future__ import annotations
@@ -37,24 +39,57 @@ def sqlite_path(url: str) -> str:
     return path
 
 
-def _open_redis(kind: str, url: str):
-    import redis as redis_lib
+# option -> (type, stores that take it)
+_REDIS_OPTIONS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "prefix": (str, KINDS),
+    "partitions": (int, KINDS),
+    "dedup_ttl_s": (int, ("event_log",)),
+    "retention_s": (float, ("event_log",)),
+    "max_backlog": (int, ("event_log",)),
+    "lease_ms": (int, ("event_log",)),
+    "socket_timeout": (float, ()),
+}
 
-    from relevo.storage import redis as backend
+
+def redis_client(url: str, socket_timeout: float = 5.0):
+    """A client for ``redis://`` / ``rediss://`` (one server) or ``redis+cluster://`` (a
+    cluster, reached through any of its nodes). Options in the URL are not passed on."""
+    import redis as redis_lib
+    from redis.cluster import RedisCluster
 
     parts = urlsplit(url)
-    query = parse_qs(parts.query)
-    prefix = query.pop("prefix", ["relevo:"])[0]
-    if query:
-        raise ConfigError(f"unknown redis URL options {sorted(query)} in {url!r}", field="url")
-    client = redis_lib.Redis.from_url(urlunsplit(parts._replace(query="")), socket_timeout=10)
+    if parts.scheme == "redis+cluster":
+        if parts.path not in ("", "/", "/0"):
+            raise ConfigError(f"a Redis Cluster has only database 0, got {url!r}", field="url")
+        return RedisCluster.from_url(urlunsplit(parts._replace(scheme="redis", path="", query="")),
+                                     socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+    return redis_lib.Redis.from_url(urlunsplit(parts._replace(query="")), socket_timeout=socket_timeout,
+                                    socket_connect_timeout=socket_timeout)
+
+
+def _open_redis(kind: str, url: str):
+    from relevo.storage import redis as backend
+
+    options: dict = {}
+    for name, values in parse_qs(urlsplit(url).query).items():
+        if name not in _REDIS_OPTIONS:
+            raise ConfigError(f"unknown redis URL option {name!r} in {url!r}; known: {sorted(_REDIS_OPTIONS)}",
+                              field="url")
+        cast, kinds = _REDIS_OPTIONS[name]
+        try:
+            value = cast(values[-1])
+        except ValueError:
+            raise ConfigError(f"redis URL option {name}={values[-1]!r} is not a {cast.__name__}", field="url") from None
+        if kind in kinds:
+            options[name] = value
+    client = redis_client(url, float(parse_qs(urlsplit(url).query).get("socket_timeout", ["5"])[-1]))
     cls = {
         "event_log": backend.RedisEventLog,
         "feature_store": backend.RedisFeatureStore,
         "decision_log": backend.RedisDecisionLog,
         "model_store": backend.RedisModelStore,
     }[kind]
-    return cls(client, prefix=prefix)
+    return cls(client, **options)
 
 
 def open_store(kind: str, url: str, *, sqlite_synchronous: str = "NORMAL"):
@@ -68,11 +103,11 @@ def open_store(kind: str, url: str, *, sqlite_synchronous: str = "NORMAL"):
         if not url.startswith("sqlite:///"):
             raise ConfigError(f"sqlite URLs look like sqlite:///path/file.db, got {url!r}", field="url")
         return _SQLITE[kind](sqlite_path(url), sqlite_synchronous)
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "redis+cluster"):
         return _open_redis(kind, url)
     raise ConfigError(
         f"unknown storage URL scheme {scheme or url!r} for {kind}: "
-        "use memory://, sqlite:///path or redis://host:port/db",
+        "use memory://, sqlite:///path, redis://host:port/db or redis+cluster://host:port",
         field="url",
     )
 

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from relevo.errors import StaleWrite
 from relevo.records import Decision, Event
 from relevo.storage.codec import decode_decision, decode_event, encode_decision, encode_event
-from relevo.storage.protocols import AppendResult, LogEntry, check_namespace
+from relevo.storage.protocols import AppendResult, DeadLetter, Guard, LogEntry, check_namespace
 
 
 def connect(path: str | Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
@@ -80,6 +81,10 @@ class SqliteEventLog(_SqliteStore):
     );
     CREATE TABLE IF NOT EXISTS offsets (grp TEXT PRIMARY KEY, position INTEGER NOT NULL);
     CREATE INDEX IF NOT EXISTS events_user ON events (user_id);
+    CREATE TABLE IF NOT EXISTS dead (
+        n INTEGER PRIMARY KEY AUTOINCREMENT, offset TEXT NOT NULL, reason TEXT NOT NULL,
+        at REAL NOT NULL, body BLOB NOT NULL
+    );
     """
 
     def __init__(self, path: str | Path, synchronous: str = "NORMAL"):
@@ -179,6 +184,17 @@ class SqliteEventLog(_SqliteStore):
     def erase_user(self, user_id: str) -> int:
         return self._erase("DELETE FROM events WHERE user_id = ?", user_id)
 
+    def dead_letter(self, group: str, entries: Sequence[LogEntry], reason: str) -> None:
+        now = time.time()
+        self._tx("INSERT INTO dead (offset, reason, at, body) VALUES (?, ?, ?, ?)",
+                 [(e.offset, reason, now, encode_event(e.event)) for e in entries])
+        self.ack(group, entries)
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        with self._lock:
+            rows = self._conn.execute("SELECT offset, reason, at, body FROM dead ORDER BY n LIMIT ?", (limit,)).fetchall()
+        return [DeadLetter(o, r, a, bytes(b)) for o, r, a, b in rows]
+
 
 class SqliteFeatureStore(_SqliteStore):
     _schema = """
@@ -210,12 +226,24 @@ class SqliteFeatureStore(_SqliteStore):
     def put(self, ns: str, key: str, value: bytes) -> None:
         self.put_many([(ns, key, value)])
 
-    def put_many(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
+    def put_many(self, rows: Sequence[tuple[str, str, bytes]], guard: Guard | None = None) -> None:
         for ns, _key, value in rows:
             check_namespace(ns)
             if not isinstance(value, (bytes, bytearray, memoryview)):
                 raise TypeError(f"feature values are bytes, got {type(value).__name__}")
-        self._tx("INSERT OR REPLACE INTO features (ns, key, value) VALUES (?, ?, ?)", rows)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                if guard is not None:
+                    row = self._conn.execute("SELECT value FROM features WHERE ns = ? AND key = ?",
+                                             (check_namespace(guard[0]), guard[1])).fetchone()
+                    if (bytes(row[0]) if row else None) != guard[2]:
+                        raise StaleWrite(f"{guard[0]}/{guard[1]} changed since it was read")
+                self._conn.executemany("INSERT OR REPLACE INTO features (ns, key, value) VALUES (?, ?, ?)", rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
     def delete(self, ns: str, key: str) -> bool:
         with self._lock:

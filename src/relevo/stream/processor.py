@@ -29,12 +29,21 @@ from relevo.ranking.online import Example
 from relevo.records import Event, EventType
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.protocol import VectorIndex
-from relevo.storage.protocols import EventLog, FeatureStore, LogEntry
+from relevo.errors import StaleWrite
+from relevo.storage.protocols import EventLog, FeatureStore, LogEntry, is_outage
 from relevo.stream.rewards import Joined, Outcome, RewardJoiner
 
 log = structlog.get_logger(__name__)
 
 GROUP = "relevo-stream"
+LEARN_ATTEMPTS = 8  # guarded learning writes retried this often when other processes write first
+POISON_ATTEMPTS = 3  # an entry that fails alone this often (not a storage outage) is dead-lettered
+
+
+def item_stats_ns(partition: int) -> str:
+    """Item counters are kept per log partition: a partition has one writer at a time, so
+    counters never race and each records the position (in its partition) it reflects."""
+    return f"{ITEM_STATS_NS}_p{partition}"
 REWARDING = {EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE, EventType.SHARE}
 
 
@@ -111,8 +120,12 @@ class StreamProcessor:
         self.write_lock = threading.Lock()
         # users erased while a batch was in flight: their rows are dropped at write time
         self.erased_users: set[str] = set()
-        self.item_stats: dict[str, ItemStats] = {}
-        self._items_stale = False
+        self.partitions = int(getattr(log_, "partitions", 1))
+        # item -> partition -> engagement: the catalog's popularity is the sum over partitions
+        self.engagement: dict[str, dict[int, float]] = {}
+        self.poison_attempts: dict[str, int] = {}
+        self.trim_every_s = 30.0
+        self._trimmed_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
@@ -121,14 +134,24 @@ class StreamProcessor:
         # after the batch is written), and "these users changed" after each batch
         self.on_example = None
         self.on_changed = None
+        self.on_items = None  # (partition, {item: engagement}) after each batch: replication
 
     # -- lifecycle -------------------------------------------------------------------
 
     def load(self) -> None:
-        for item_id, raw in self.features.scan(ITEM_STATS_NS):
-            stats = ItemStats.decode(item_id, raw)
-            self.item_stats[item_id] = stats
-            self.catalog.set_engagement(item_id, stats.engagement)
+        self.engagement.clear()
+        for k in range(self.partitions):
+            for item_id, raw in self.features.scan(item_stats_ns(k)):
+                self.engagement.setdefault(item_id, {})[k] = ItemStats.decode(item_id, raw).engagement
+        for item_id, parts in self.engagement.items():
+            self.catalog.set_engagement(item_id, sum(parts.values()))
+
+    def set_engagement(self, item_id: str, partition: int, value: float) -> None:
+        """One partition's count of an item changed (here or, through the item-update
+        stream, in another worker): the catalog gets the new total."""
+        parts = self.engagement.setdefault(item_id, {})
+        parts[partition] = value
+        self.catalog.set_engagement(item_id, sum(parts.values()))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="relevo-stream", daemon=True)
@@ -138,6 +161,9 @@ class StreamProcessor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        release = getattr(self.log, "release", None)
+        if release is not None:  # partitioned logs: hand my partitions over at once
+            release(GROUP, self.consumer)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until every appended event has been applied (lag 0) or ``timeout``."""
@@ -150,14 +176,11 @@ class StreamProcessor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            entries: list[LogEntry] = []
             try:
                 entries = self.log.read(GROUP, self.consumer, self.batch_size, self.poll_ms)
                 if entries:
-                    with self.tracer.start_as_current_span("stream_batch") as span:
-                        result = self.process(entries)
-                        span.set_attribute("relevo.events", len(entries))
-                        span.set_attribute("relevo.applied", result.applied)
-                        span.set_attribute("relevo.rewards", result.rewards)
+                    self._process_traced(entries)
                     self.metrics.consumer_lag.set(self.log.lag(GROUP))
                 else:
                     self.metrics.consumer_lag.set(0)
@@ -166,18 +189,62 @@ class StreamProcessor:
                 if self.retention_s and time.monotonic() - self._expired_at >= 60.0:
                     self._expired_at = time.monotonic()
                     self.decisions.expire(time.time() - self.retention_s)
+                trim = getattr(self.log, "trim", None)
+                if trim is not None and time.monotonic() - self._trimmed_at >= self.trim_every_s:
+                    self._trimmed_at = time.monotonic()
+                    trim(self.log.owned(GROUP))
             except Exception as exc:  # keep consuming; the batch is redelivered
                 self.last_error = repr(exc)
                 log.exception("stream_batch_failed", error=repr(exc))
-                self.log.reset_delivery(GROUP)
-                self._stop.wait(0.5)
+                if entries and not is_outage(exc):
+                    self._isolate(entries)
+                else:
+                    self.log.reset_delivery(GROUP)
+                    self._stop.wait(0.5)
+
+    def _process_traced(self, entries: list[LogEntry]) -> BatchResult:
+        with self.tracer.start_as_current_span("stream_batch") as span:
+            result = self.process(entries)
+            span.set_attribute("relevo.events", len(entries))
+            span.set_attribute("relevo.applied", result.applied)
+            span.set_attribute("relevo.rewards", result.rewards)
+        return result
+
+    def _isolate(self, entries: list[LogEntry]) -> None:
+        """A batch failed for a reason other than a storage outage: apply its entries one by
+        one, in order, so one poison event cannot hold back the others. An entry that fails
+        alone POISON_ATTEMPTS times goes to the dead-letter list with the error; on an
+        outage, stop and let the whole rest be delivered again."""
+        for entry in entries:
+            while True:
+                try:
+                    self._process_traced([entry])
+                    self.poison_attempts.pop(entry.offset, None)
+                    break
+                except Exception as exc:
+                    if is_outage(exc):
+                        self.log.reset_delivery(GROUP)
+                        self._stop.wait(0.5)
+                        return
+                    tries = self.poison_attempts[entry.offset] = self.poison_attempts.get(entry.offset, 0) + 1
+                    if tries >= POISON_ATTEMPTS:
+                        reason = f"{type(exc).__name__}: {exc}"[:500]
+                        log.error("event_dead_lettered", offset=entry.offset, event_id=entry.event.id, reason=reason)
+                        self.log.dead_letter(GROUP, [entry], reason)
+                        self.metrics.dead_letters.inc()
+                        self.poison_attempts.pop(entry.offset, None)
+                        break
+        self.log.reset_delivery(GROUP)  # what was read after this batch is read again, in order
 
     # -- one batch -----------------------------------------------------------------------
 
     def process(self, entries: list[LogEntry]) -> BatchResult:
-        if self._items_stale:
-            self.load()
-            self._items_stale = False
+        """Apply a batch of one partition's entries (every log returns them so)."""
+        partition = entries[0].partition
+        stats_ns = item_stats_ns(partition)
+        item_ids = list(dict.fromkeys(e.event.item_id for e in entries if e.event.item_id))
+        item_stats = {i: ItemStats.decode(i, raw) for i, raw in zip(item_ids, self.features.get_many(stats_ns, item_ids))
+                      if raw is not None}
         user_ids = list(dict.fromkeys(e.event.user_id for e in entries))
         states: dict[str, UserState] = {}
         for user_id, raw in zip(user_ids, self.features.get_many(USERS_NS, user_ids)):
@@ -195,6 +262,12 @@ class StreamProcessor:
         for entry in entries:
             event = entry.event
             state = states[event.user_id]
+            if event.decision_id and event.item_id:
+                # collected even when the user's state already reflects the entry: reward
+                # markers make learning idempotent on their own
+                reward = reward_of(event)
+                if reward is not None:
+                    outcomes.append(Outcome(event.decision_id, event.item_id, reward, event.event_time))
             if entry.position <= state.applied_through:
                 skipped += 1
                 continue
@@ -207,17 +280,13 @@ class StreamProcessor:
                 if event.user_id in consented:
                     self._apply_affect(state, event, text_affect.get(entry.position))
                 changed.add(event.user_id)
-            stats = self._apply_to_item(event, entry.position)
+            stats = self._apply_to_item(item_stats, event, entry.position) if event.item_id else None
             if stats is not None:
                 touched_items[event.item_id] = stats
-            if event.decision_id and event.item_id:
-                reward = reward_of(event)
-                if reward is not None:
-                    outcomes.append(Outcome(event.decision_id, event.item_id, reward, event.event_time))
             applied += 1
         now = time.time()
         rows: list[tuple[str, str, bytes]] = []
-        rows.extend((ITEM_STATS_NS, s.item_id, s.encode()) for s in touched_items.values())
+        rows.extend((stats_ns, s.item_id, s.encode()) for s in touched_items.values())
         joins: list[tuple[RewardJoiner, Joined]] = []
         statuses: Counter[str] = Counter()
         with contextlib.ExitStack() as held:
@@ -240,27 +309,11 @@ class StreamProcessor:
                 state.updated_at = now
                 rows.append((USERS_NS, user_id, state.encode()))
                 kept[user_id] = now_allowed["profiling"]
-            try:
-                with contextlib.ExitStack() as transaction:
-                    for joiner in self.event_joiners:
-                        transaction.enter_context(joiner.policy.transaction())
-                    # each outcome goes to the joiner of the policy that made its decision:
-                    # what one joiner calls an orphan is offered to the next
-                    pending = outcomes
-                    for joiner in self.event_joiners:
-                        if not pending:
-                            break
-                        joined = joiner.join(pending)
-                        if joined.rewards:
-                            rows.extend(joiner.learn(joined))
-                        joins.append((joiner, joined))
-                        pending = [o for o, status in zip(pending, joined.status) if status == "orphan"]
-                        statuses.update(status for status in joined.status if status != "orphan")
-                    statuses["orphan"] += len(pending)
-                    self.features.put_many(rows)
-            except BaseException:
-                self._restore_items(touched_items)  # the redelivered batch re-applies them
-                raise
+            # two writes, each idempotent on its own: the users' and items' documents (one
+            # partition: atomic everywhere, one hash slot on a cluster), then the learning
+            # (reward markers and posteriors, guarded against other processes' writes)
+            self.features.put_many(rows)
+            joins = self._learn(outcomes, statuses)
             for joiner, joined in joins:
                 if joined.rewards:
                     joiner.policy.maybe_snapshot()
@@ -284,7 +337,9 @@ class StreamProcessor:
             if count:
                 self.metrics.rewards.labels(name).inc(count)
         for stats in touched_items.values():
-            self.catalog.set_engagement(stats.item_id, stats.engagement)
+            self.set_engagement(stats.item_id, partition, stats.engagement)
+        if self.on_items is not None and touched_items:
+            self.on_items(partition, {s.item_id: s.engagement for s in touched_items.values()})
         for entry in entries:
             if entry.event.received_at is not None:
                 freshness.append(now - entry.event.received_at)
@@ -295,20 +350,32 @@ class StreamProcessor:
         self.metrics.events_redelivered.inc(skipped)
         return BatchResult(applied, skipped, sum(len(joined.rewards) for _, joined in joins))
 
-    def _restore_items(self, touched: dict[str, ItemStats]) -> None:
-        """Item counters changed in memory by a batch whose write failed: back to the store."""
-        try:
-            raws = self.features.get_many(ITEM_STATS_NS, list(touched))
-        except Exception:  # store down: forget them; load() on the next batch re-reads all
-            for item_id in touched:
-                self.item_stats.pop(item_id, None)
-            self._items_stale = True
-            return
-        for item_id, raw in zip(touched, raws):
-            if raw is None:
-                self.item_stats.pop(item_id, None)
-            else:
-                self.item_stats[item_id] = ItemStats.decode(item_id, raw)
+    def _learn(self, outcomes: list[Outcome], statuses: Counter) -> list[tuple[RewardJoiner, Joined]]:
+        """Join the outcomes and persist what they teach (caller holds every event joiner's
+        policy lock). Each outcome goes to the joiner of the policy that made its decision:
+        what one joiner calls an orphan is offered to the next. A write that finds another
+        process's learning committed first is retried on the reloaded posterior."""
+        joins: list[tuple[RewardJoiner, Joined]] = []
+        pending = outcomes
+        for joiner in self.event_joiners:
+            if not pending:
+                break
+            for attempt in range(LEARN_ATTEMPTS):
+                try:
+                    with joiner.policy.transaction():  # a failed write reloads the posterior
+                        joined = joiner.join(pending)
+                        if joined.rewards:
+                            joiner.commit(joined)
+                    break
+                except StaleWrite:
+                    self.metrics.learn_conflicts.inc()
+                    if attempt == LEARN_ATTEMPTS - 1:
+                        raise
+            joins.append((joiner, joined))
+            pending = [o for o, status in zip(pending, joined.status) if status == "orphan"]
+            statuses.update(status for status in joined.status if status != "orphan")
+        statuses["orphan"] += len(pending)
+        return joins
 
     def close_windows(self, now: float) -> int:
         """Give unrewarded shown items of decisions past their attribution window the
@@ -320,11 +387,15 @@ class StreamProcessor:
         # under the write lock: an erasure cannot interleave and have a settled decision
         # of the erased user appended back
         with self.write_lock, joiner.policy.lock:
-            with joiner.policy.transaction():  # a failed write restores closed_through too
-                joined, stale, settled = joiner.close_due(now)
-                if not joined.rewards and not stale and not settled:
-                    return 0
-                self.features.put_many(joiner.learn(joined))
+            try:
+                with joiner.policy.transaction():  # a failed write restores closed_through too
+                    joined, stale, settled = joiner.close_due(now)
+                    if not joined.rewards and not stale and not settled:
+                        return 0
+                    joiner.commit(joined)
+            except StaleWrite:  # another process closed or learned first: next tick, on its state
+                self.metrics.learn_conflicts.inc()
+                return 0
             if joined.rewards:
                 joiner.policy.maybe_snapshot()
             for decision in settled:  # the log keeps each shown item's final reward
@@ -406,10 +477,10 @@ class StreamProcessor:
         state.event_time = max(state.event_time, t)
         state.received_at = event.received_at or state.received_at
 
-    def _apply_to_item(self, event: Event, position: int) -> ItemStats | None:
-        stats = self.item_stats.get(event.item_id)
+    def _apply_to_item(self, item_stats: dict[str, ItemStats], event: Event, position: int) -> ItemStats | None:
+        stats = item_stats.get(event.item_id)
         if stats is None:
-            stats = self.item_stats[event.item_id] = ItemStats(event.item_id)
+            stats = item_stats[event.item_id] = ItemStats(event.item_id)
         if position <= stats.applied_through:
             return None
         weight = event_weight(event)

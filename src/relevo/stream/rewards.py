@@ -32,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from relevo.bandits.persisted import PersistedPolicy
+from relevo.errors import StaleWrite
 from relevo.records import Decision
 from relevo.storage.protocols import DecisionLog, FeatureStore
 
@@ -189,25 +190,33 @@ class RewardJoiner:
         self.forget(d.decision_id for d in batch)
         return out, [(REWARDS_NS, k) for k in keys], mine
 
-    def learn(self, joined: Joined) -> list[tuple[str, str, bytes]]:
-        """Apply ``joined`` to the in-memory posterior (caller holds ``policy.lock``);
-        returns the rows to persist atomically: markers and the posterior document."""
+    def commit(self, joined: Joined) -> None:
+        """Apply ``joined`` to the in-memory posterior and persist it with its markers in
+        one guarded write (caller holds ``policy.lock`` inside ``policy.transaction()``:
+        ``StaleWrite`` means another process learned first; the transaction reloads)."""
         if joined.rewards:
             self.policy.learn(
                 joined.arms, np.asarray(joined.rows, dtype=np.float64),
                 np.asarray(joined.rewards, dtype=np.float64), np.asarray(joined.weights, dtype=np.float64),
             )
-        return [*joined.markers, self.policy.doc_row()]
+        self.policy.commit(joined.markers)
 
-    def record(self, outcomes: list[Outcome]) -> Joined:
+    def record(self, outcomes: list[Outcome], attempts: int = 8) -> Joined:
         """Join and learn outcomes that arrive outside the stream (explicit feedback, a
         Personalizer reward) as one transaction: markers and posterior in one write, rolled
-        back in memory if it fails; then notify."""
+        back in memory if it fails and joined again if another process learned first;
+        then notify."""
         with self.policy.lock:
-            with self.policy.transaction():
-                joined = self.join(outcomes)
-                if joined.rewards:
-                    self.features.put_many(self.learn(joined))
+            for attempt in range(attempts):
+                try:
+                    with self.policy.transaction():
+                        joined = self.join(outcomes)
+                        if joined.rewards:
+                            self.commit(joined)
+                    break
+                except StaleWrite:
+                    if attempt == attempts - 1:
+                        raise
             if joined.rewards:
                 self.policy.maybe_snapshot()
         self.notify(joined)
