@@ -159,7 +159,7 @@ class Engine:
         if feed_from is not None:
             self.replicator = Replicator(self.events, Handlers(
                 upsert=self._replicate_upsert, delete=self._replicate_delete,
-                engagement=self.processor.set_engagement, reload=self._replicate_reload,
+                engagement=self.processor.set_engagements, reload=self._replicate_reload,
                 every_second=[self.policy.refresh, self.edge_policy.refresh]), self.node, feed_from)
             self.processor.on_items = lambda k, items: self.replicator.publish("engagement", p=k, items=items)
             self.replicator.start()

@@ -22,6 +22,10 @@ def _settings(args):
     return Settings(**overrides)
 
 
+def _is_redis(url: str) -> bool:
+    return url.split("://", 1)[0] in ("redis", "rediss", "redis+cluster")
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -33,6 +37,8 @@ def cmd_serve(args) -> int:
     try:
         settings = _settings(args)
         create_app(settings=settings)  # refuses missing keys or bad settings before anything opens
+        if args.workers > 1:
+            return _serve_workers(args, settings)
     except AuthConfigError as exc:
         print(f"relevo serve: {exc}", file=sys.stderr)
         return 2
@@ -69,6 +75,60 @@ def cmd_serve(args) -> int:
                     access_log=False)
     finally:
         engine.close()
+    return 0
+
+
+def _serve_workers(args, settings) -> int:
+    """``--workers N``: N stateless API processes (uvicorn's process manager), each with its
+    own engine over the shared Redis stores; they do not consume the event stream
+    (``relevo worker`` does)."""
+    import uvicorn
+
+    if not _is_redis(settings.store_url("event_log")) or not _is_redis(settings.store_url("feature_store")):
+        print("relevo serve: --workers > 1 needs the Redis stores (RELEVO_STORAGE__URL=redis://... or "
+              "redis+cluster://...): processes cannot share the embedded SQLite state", file=sys.stderr)
+        return 2
+    if args.home:
+        os.environ["RELEVO_HOME"] = str(Path(args.home).resolve())
+    os.environ["RELEVO_STREAM__CONSUME"] = "false"
+    print(f"relevo serve: {args.workers} API workers on {args.host}:{args.port}; run `relevo worker` "
+          "(one or more) to apply the event stream", file=sys.stderr)
+    uvicorn.run("relevo.api.app:create_app", factory=True, workers=args.workers, host=args.host, port=args.port,
+                log_level="info", access_log=False)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    """A stream worker: applies events from its share of the log's partitions (leases shared
+    with the other workers) until SIGTERM / Ctrl-C, printing a status line now and then."""
+    import signal
+    import threading
+
+    from relevo.engine import Engine
+    from relevo.errors import RelevoError
+    from relevo.stream.processor import GROUP
+
+    settings = _settings(args)
+    settings = settings.model_copy(update={"stream": settings.stream.model_copy(update={"consume": True})})
+    try:
+        engine = Engine(settings).open()
+    except (RelevoError, OSError) as exc:
+        print(f"relevo worker: cannot start: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"relevo worker {engine.node}: consuming {settings.store_url('event_log').split('?', 1)[0]}",
+          file=sys.stderr, flush=True)
+    try:
+        while not stop.wait(args.status_every):
+            owned = engine.events.owned(GROUP) if hasattr(engine.events, "owned") else [0]
+            print(f"relevo worker {engine.node}: partitions {owned}, processed "
+                  f"{int(engine.metrics.events_processed._value.get())}, lag {engine.events.lag(GROUP)}"
+                  + (f", last error {engine.processor.last_error}" if engine.processor.last_error else ""),
+                  file=sys.stderr, flush=True)
+    finally:
+        engine.close()  # hands its partitions over at once
     return 0
 
 
@@ -473,7 +533,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--home", help="state folder (default RELEVO_HOME or ./.relevo)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="API processes (> 1 needs the Redis stores; run `relevo worker` for the stream)")
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="apply the event stream (scale out by starting more, over Redis)")
+    worker.add_argument("--home", help="state folder (default RELEVO_HOME or ./.relevo)")
+    worker.add_argument("--status-every", type=float, default=30.0, help="seconds between status lines")
+    worker.set_defaults(func=cmd_worker)
 
     edge = sub.add_parser("edge", help="serve an edge process: response cache in front of an origin (relevo serve)",
                           description="Caches each user's answers, cleared by the origin's invalidation messages "

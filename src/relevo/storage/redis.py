@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 import zlib
 from collections import defaultdict, deque
@@ -258,6 +259,9 @@ class RedisEventLog(_RedisStore):
         self._next: dict[str, int] = defaultdict(int)
         self._backlog_at = 0.0
         self._backlog = 0
+        self._lost: set[tuple[str, int]] = set()
+        self._keepalive: dict[str, threading.Thread] = {}
+        self._closing = threading.Event()
         self._check_partitions()
 
     def _check_partitions(self) -> None:
@@ -274,6 +278,10 @@ class RedisEventLog(_RedisStore):
 
     def partition(self, user_id: str) -> int:
         return partition_of(user_id, self.partitions)
+
+    def close(self) -> None:
+        self._closing.set()
+        super().close()
 
     # -- write ---------------------------------------------------------------------------
 
@@ -361,7 +369,15 @@ class RedisEventLog(_RedisStore):
         """Heartbeat, renew my leases, give back what is over my fair share, take free
         partitions up to it (claiming their pending entries). At most every lease/3."""
         mine = self._owned[group]
+        for k in [k for g, k in list(self._lost) if g == group]:
+            self._lost.discard((group, k))
+            self._drop(group, k)  # the keepalive could not renew it: someone else may own it now
         now = time.monotonic()
+        if group not in self._keepalive:
+            thread = threading.Thread(target=self._renew, args=(group, consumer), daemon=True,
+                                      name=f"relevo-lease-{group}")
+            self._keepalive[group] = thread
+            thread.start()
         if now - self._balanced_at.get(group, -1e9) < self.lease_ms / 3000:
             return mine
         self._balanced_at[group] = now
@@ -392,6 +408,18 @@ class RedisEventLog(_RedisStore):
                 mine[k] = "0"
         return mine
 
+    def _renew(self, group: str, consumer: str) -> None:
+        """Renew my leases every lease/3 from a thread of its own, so a slow batch does not
+        lose its partition; only a process that stops altogether (killed, frozen) does."""
+        while not self._closing.wait(self.lease_ms / 3000):
+            try:
+                self.r.zadd(self.keys.members(group), {consumer: int(time.time() * 1000)})
+                for k in list(self._owned[group]):
+                    if not self._lease(keys=[self.keys.lease(group, k)], args=[consumer, self.lease_ms, "keep"]):
+                        self._lost.add((group, k))
+            except Exception:  # noqa: BLE001 - an outage: the reader sees it too; try again
+                continue
+
     def _drop(self, group: str, k: int) -> None:
         self._owned[group].pop(k, None)
         buffered = self._buffer[group]
@@ -411,6 +439,7 @@ class RedisEventLog(_RedisStore):
 
     def release(self, group: str, consumer: str) -> None:
         """Give back every lease (a clean shutdown: others take over at once)."""
+        self._closing.set()
         for k in list(self._owned[group]):
             try:
                 self._lease(keys=[self.keys.lease(group, k)], args=[consumer, 0, "keep"])

@@ -30,6 +30,7 @@ from relevo.records import Event, EventType
 from relevo.retrieval.catalog import Catalog
 from relevo.retrieval.protocol import VectorIndex
 from relevo.errors import StaleWrite
+from relevo.failpoints import failpoint
 from relevo.storage.protocols import EventLog, FeatureStore, LogEntry, is_outage
 from relevo.stream.rewards import Joined, Outcome, RewardJoiner
 
@@ -145,6 +146,10 @@ class StreamProcessor:
                 self.engagement.setdefault(item_id, {})[k] = ItemStats.decode(item_id, raw).engagement
         for item_id, parts in self.engagement.items():
             self.catalog.set_engagement(item_id, sum(parts.values()))
+
+    def set_engagements(self, partition: int, values: dict[str, float]) -> None:
+        for item_id, value in values.items():
+            self.set_engagement(item_id, partition, float(value))
 
     def set_engagement(self, item_id: str, partition: int, value: float) -> None:
         """One partition's count of an item changed (here or, through the item-update
@@ -330,6 +335,7 @@ class StreamProcessor:
                     if e.user_id in changed:
                         received[e.user_id] = max(received.get(e.user_id, 0.0), e.received_at or now)
                 self.on_changed(received)
+        failpoint("stream.before_ack")
         self.log.ack(GROUP, entries)
         for joiner, joined in joins:
             joiner.notify(joined)
