@@ -96,6 +96,7 @@ def test_a_dead_consumers_pending_entries_go_to_the_next_owner_in_order(base_url
     for _ in range(4):  # read (not ack) a few batches, then vanish without releasing
         taken += dead.read("g", "dead", count=10)
     assert taken
+    dead._closing.set()  # its lease keepalive stops, as when the process is killed
     survivor = log_at(base_url, partitions=2, lease_ms=400)
     assert survivor.read("g", "alive", count=10) == []  # the leases are still held
     time.sleep(0.5)  # they expire: no heartbeat
