@@ -83,6 +83,19 @@ async def on_relevo_error(request: Request, exc: RelevoError) -> Response:
     return error_response(exc.status, exc.code, exc.message, exc.field, retry_after)
 
 
+def _outages() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError, redis.exceptions.TryAgainError,
+            redis.exceptions.MasterDownError, redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError,
+            sqlite3.OperationalError, ConnectionError, TimeoutError)
+
+
+OUTAGES = _outages()
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     """A store that is unreachable (Redis restarting, a cluster failing over) is a 503 the
     client may retry, not a 500; anything else is a bug, reported as such."""
@@ -95,7 +108,9 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 
 async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    # FastAPI raises 400 when a body cannot be decoded at all (bytes that are not UTF-8, an
+    # integer literal past Python's 4300-digit limit): malformed JSON, like a syntax error
+    code = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     _count(request, code)
     return error_response(exc.status_code, code, str(exc.detail))
 
