@@ -105,7 +105,8 @@ class RedisClusterProcs:
         ports = free_ports(masters * (1 + replicas))
         self.nodes = [RedisServer(self.dir / str(p), p, appendonly=True,
                                   extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                         "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"))
+                                         "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0",
+                                         "--repl-diskless-sync-delay", "0"))
                       for p in ports]
 
     @property
@@ -136,7 +137,7 @@ class RedisClusterProcs:
                     states.append(redis.Redis(port=node.port, socket_timeout=1).cluster("info")["cluster_state"])
                 except redis.RedisError:
                     states.append("down")
-            if states and all(s == "ok" for s in states):
+            if states and all(s == "ok" for s in states) and self._replicas_linked():
                 try:
                     client = RedisCluster(host="127.0.0.1", port=self.live_port(), socket_timeout=2)
                     for i in range(32):  # one write into every master's slots
@@ -147,6 +148,21 @@ class RedisClusterProcs:
                     pass
             time.sleep(0.2)
         raise RuntimeError("the test cluster did not reach cluster_state:ok")
+
+    def _replicas_linked(self) -> bool:
+        """Every live master has its replicas attached (replication is up)."""
+        if not self.replicas:
+            return True
+        try:
+            for port in self.master_ports():
+                info = redis.Redis(port=port, socket_timeout=1).info("replication")
+                online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+                          and v.get("state") == "online"]
+                if len(online) < self.replicas:
+                    return False
+        except redis.RedisError:
+            return False
+        return True
 
     def master_ports(self) -> list[int]:
         for node in self.nodes:

@@ -22,6 +22,10 @@ MAX_TEXT_LEN = 8192
 MAX_TAGS = 64
 MAX_ATTRIBUTES = 64
 MAX_CONTEXT_KEYS = 32
+# JSON the stores can hold: orjson (the log's codec, feature documents) refuses integers past
+# 64 bits, lone surrogates and nesting deeper than 255; SQLite holds signed 64-bit integers
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_JSON_DEPTH = 32
 
 # no "/": ids appear in URL paths (/v1/users/{id}, /v1/items/{id}), where a decoded %2F
 # would never route, and a user who could not be addressed could not be erased
@@ -47,7 +51,49 @@ class EventType(StrEnum):
 _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, str_max_length=MAX_TEXT_LEN)
 
 
-def _check_scalars(mapping: dict[str, Any], limit: int, what: str) -> dict[str, Any]:
+def json_problem(value: Any, depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why ``value`` (parsed JSON: dicts, lists, str, int, float, bool, None) cannot be
+    stored as JSON, or None: an integer outside the signed 64-bit range, a NaN or infinite
+    number, a string or key that is not valid Unicode (a lone surrogate, which ``\\udxxx``
+    escapes can produce), nesting deeper than ``depth``, or a value that is not JSON."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, level = stack.pop()
+        if v is None or isinstance(v, bool):
+            continue
+        if isinstance(v, int):
+            if not INT64_MIN <= v <= INT64_MAX:
+                return "integers must lie within the signed 64-bit range"
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                return "numbers must be finite"
+        elif isinstance(v, str):
+            if not _is_unicode(v):
+                return "strings must be valid Unicode (no lone surrogates)"
+        elif isinstance(v, (list, dict)):
+            if level >= depth:
+                return f"nesting deeper than {depth} levels"
+            if isinstance(v, dict):
+                for key in v:
+                    if not isinstance(key, str) or not _is_unicode(key):
+                        return "keys must be valid Unicode strings (no lone surrogates)"
+            stack.extend((item, level + 1) for item in (v.values() if isinstance(v, dict) else v))
+        else:
+            return f"{type(v).__name__} is not a JSON value"
+    return None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_scalars(mapping: dict[str, Any], limit: int, what: str) -> dict[str, Any]:
+    """Context, attributes and filters: at most ``limit`` keys of at most 128 characters,
+    finite numbers, integers within 64 bits, strings of at most 1024 characters."""
     if len(mapping) > limit:
         raise ValueError(f"{what} has {len(mapping)} keys; at most {limit} are allowed")
     for key, value in mapping.items():
@@ -57,6 +103,8 @@ def _check_scalars(mapping: dict[str, Any], limit: int, what: str) -> dict[str, 
         for v in values:
             if isinstance(v, float) and not math.isfinite(v):
                 raise ValueError(f"{what}[{key!r}] must be finite")
+            if isinstance(v, int) and not isinstance(v, bool) and not INT64_MIN <= v <= INT64_MAX:
+                raise ValueError(f"{what}[{key!r}] must lie within the signed 64-bit integer range")
             if isinstance(v, str) and len(v) > 1024:
                 raise ValueError(f"{what}[{key!r}] is longer than 1024 characters")
     return mapping
@@ -81,7 +129,7 @@ class Item(BaseModel):
     @field_validator("attributes")
     @classmethod
     def _attributes(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return _check_scalars(v, MAX_ATTRIBUTES, "attributes")
+        return check_scalars(v, MAX_ATTRIBUTES, "attributes")
 
     @model_validator(mode="after")
     def _needs_content(self) -> "Item":
@@ -125,7 +173,7 @@ class Event(BaseModel):
         if isinstance(v, str):
             try:
                 return datetime.fromisoformat(v).timestamp()
-            except ValueError as exc:
+            except (ValueError, OverflowError) as exc:  # naive times use the local zone: year 1 can overflow
                 raise ValueError("timestamp must be epoch seconds or ISO 8601") from exc
         if isinstance(v, bool):
             raise ValueError("timestamp must be epoch seconds or ISO 8601")
@@ -134,7 +182,7 @@ class Event(BaseModel):
     @field_validator("context")
     @classmethod
     def _context(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return _check_scalars(v, MAX_CONTEXT_KEYS, "context")
+        return check_scalars(v, MAX_CONTEXT_KEYS, "context")
 
     @model_validator(mode="after")
     def _per_type(self) -> "Event":

@@ -11,13 +11,14 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relevo import __version__
 from relevo.api import auth, dashboard, errors, personalizer
-from relevo.api.schemas import ConsentIn, DescribeIn, EventsIn, FeedbackIn, ItemsIn, PreferencesIn, RecommendIn
+from relevo.api.schemas import (ERROR_RESPONSES, ConsentIn, DescribeIn, EventsIn, FeedbackIn, ItemsIn, PreferencesIn,
+                                RecommendIn)
 from relevo.engine import Engine
 from relevo.errors import RelevoError
 from relevo.records import Id
@@ -132,12 +133,17 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             if owned:
                 app.state.engine.close()
 
-    app = FastAPI(title="relevo", version=__version__, lifespan=lifespan)
+    # every operation documents the error envelope (errors.py) for the statuses it can answer,
+    # in place of FastAPI's default 422 schema ({"detail": [...]}), which the app never sends
+    app = FastAPI(title="relevo", version=__version__, lifespan=lifespan, responses=ERROR_RESPONSES)
     if engine is not None:
         app.state.engine = engine
     app.add_exception_handler(RequestValidationError, errors.on_validation_error)
     app.add_exception_handler(RelevoError, errors.on_relevo_error)
     app.add_exception_handler(StarletteHTTPException, errors.on_http_error)
+    for outage in errors.OUTAGES:  # handled, not re-raised: an unreachable store is a 503
+        app.add_exception_handler(outage, errors.on_unexpected)
+    app.add_exception_handler(Exception, errors.on_unexpected)
     app.add_middleware(BodyLimit, limit=api_settings.max_body_bytes)
     if keyring is not None:  # added last: runs first, before the body limit and the routing
 
@@ -273,7 +279,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics(request: Request) -> Response:
         return Response(eng(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

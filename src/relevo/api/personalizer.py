@@ -43,6 +43,46 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
+# Request bodies, documented for OpenAPI (the routes read them themselves, as Personalizer
+# clients send them: unknown fields are ignored, each field is checked by the service).
+_FEATURES = {"type": "array", "items": {"type": "object"}, "description": "feature documents (JSON objects)"}
+_ACTIONS = {"type": "array", "minItems": 1, "items": {
+    "type": "object", "required": ["id"],
+    "properties": {"id": {"type": "string", "minLength": 1}, "features": _FEATURES}}}
+_EXCLUDED = {"type": "array", "items": {"type": "string"}}
+_EVENT_ID = {"type": "string", "minLength": 1, "maxLength": 256}
+_SLOT = {"type": "object", "required": ["id", "baselineAction"],
+         "properties": {"id": {"type": "string", "minLength": 1}, "baselineAction": {"type": "string"},
+                        "positionFeatures": _FEATURES, "excludedActions": _EXCLUDED}}
+_TIME = {"anyOf": [{"type": "string", "description": "ISO 8601"}, {"type": "number", "description": "epoch s"}]}
+_REWARD = {"type": "number", "minimum": -1, "maximum": 1}
+
+
+def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", **schema}}}}}
+
+
+_RANK = _body_doc({"required": ["actions"], "properties": {
+    "contextFeatures": _FEATURES, "actions": _ACTIONS, "excludedActions": _EXCLUDED, "eventId": _EVENT_ID,
+    "deferActivation": {"type": "boolean"}}})
+_MULTISLOT_RANK = _body_doc({"required": ["actions", "slots"], "properties": {
+    "contextFeatures": _FEATURES, "actions": _ACTIONS, "slots": {"type": "array", "minItems": 1, "items": _SLOT},
+    "eventId": _EVENT_ID, "deferActivation": {"type": "boolean"}}})
+_REWARD_BODY = _body_doc({"required": ["value"], "properties": {"value": _REWARD}})
+_MULTISLOT_REWARD = _body_doc({"required": ["reward"], "properties": {"reward": {
+    "type": "array", "minItems": 1, "items": {"type": "object", "required": ["slotId", "value"],
+                                              "properties": {"slotId": {"type": "string"}, "value": _REWARD}}}}})
+_CONFIGURATION = _body_doc({"required": ["learningMode"], "properties": {
+    "learningMode": {"type": "string", "enum": ["Online", "Apprentice"]}}})
+_EVALUATION = _body_doc({"required": ["name"], "properties": {
+    "name": {"type": "string", "minLength": 1}, "startTime": _TIME, "endTime": _TIME,
+    "policies": {"type": "array", "maxItems": 10, "items": {
+        "type": "object", "required": ["name"],
+        "properties": {"name": {"type": "string", "minLength": 1},
+                       "arguments": {"type": "string", "description": "exploration=<v> lam=<v>"}}}}}})
+
+
 def router(service_of) -> APIRouter:
     """``service_of(request) -> PersonalizerService``."""
     r = APIRouter(prefix=PREFIX, tags=["personalizer"])
@@ -50,15 +90,15 @@ def router(service_of) -> APIRouter:
     def svc(request: Request) -> PersonalizerService:
         return service_of(request)
 
-    @r.post("/rank", status_code=201)
+    @r.post("/rank", status_code=201, openapi_extra=_RANK)
     async def rank(request: Request) -> Response:
         return _json(await run_in_threadpool(svc(request).rank, await _body(request)), 201)
 
-    @r.post("/multislot/rank", status_code=201)
+    @r.post("/multislot/rank", status_code=201, openapi_extra=_MULTISLOT_RANK)
     async def multislot_rank(request: Request) -> Response:
         return _json(await run_in_threadpool(svc(request).multislot_rank, await _body(request)), 201)
 
-    @r.post("/events/{event_id}/reward", status_code=204)
+    @r.post("/events/{event_id}/reward", status_code=204, openapi_extra=_REWARD_BODY)
     async def reward(event_id: str, request: Request) -> Response:
         body = await _body(request)
         if "value" not in body:
@@ -66,7 +106,7 @@ def router(service_of) -> APIRouter:
         await run_in_threadpool(svc(request).reward, event_id, body["value"])
         return Response(status_code=204)
 
-    @r.post("/multislot/events/{event_id}/reward", status_code=204)
+    @r.post("/multislot/events/{event_id}/reward", status_code=204, openapi_extra=_MULTISLOT_REWARD)
     async def multislot_reward(event_id: str, request: Request) -> Response:
         body = await _body(request)
         rewards = body.get("reward")
@@ -99,12 +139,12 @@ def router(service_of) -> APIRouter:
     async def get_configuration(request: Request) -> Response:
         return _json(svc(request).configuration())
 
-    @r.put("/configurations/service")
+    @r.put("/configurations/service", openapi_extra=_CONFIGURATION)
     async def put_configuration(request: Request) -> Response:
         body = await _body(request)
         return _json(svc(request).set_mode(body.get("learningMode")))
 
-    @r.post("/evaluations", status_code=201)
+    @r.post("/evaluations", status_code=201, openapi_extra=_EVALUATION)
     async def evaluate(request: Request) -> Response:
         return _json(await run_in_threadpool(svc(request).evaluate, await _body(request)), 201)
 

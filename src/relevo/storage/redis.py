@@ -5,7 +5,9 @@ default 8, fixed once the log exists), ``dedup_ttl_s`` (how long an event id is
 remembered, default 7 days), ``retention_s`` (acked events older than this are trimmed,
 default 1 day), ``max_backlog`` (events appended but not yet acked by a consumer group,
 past which appends are refused with 429, default 1,000,000), ``lease_ms`` (how long a
-dead stream worker keeps its partitions, default 10 s).
+dead stream worker keeps its partitions, default 10 s), ``min_replicas`` (an append is
+acknowledged only once that many replicas of the partition's master have it, ``WAIT``,
+or by every replica attached if fewer are; default 0: acknowledged when the master has it).
 
 Key layout (docs/REDIS_KEYS.md is the spec, tests/storage/test_redis_keys.py pins it).
 ``P`` is the prefix; a ``{...}`` part is a Redis Cluster hash tag, so every key that one
@@ -240,13 +242,16 @@ class RedisEventLog(_RedisStore):
     """
 
     def __init__(self, client, prefix: str = "relevo:", *, partitions: int = 8, dedup_ttl_s: int = 7 * 86400,
-                 retention_s: float = 86400.0, max_backlog: int = 1_000_000, lease_ms: int = 10_000):
+                 retention_s: float = 86400.0, max_backlog: int = 1_000_000, lease_ms: int = 10_000,
+                 min_replicas: int = 0, replica_wait_ms: int = 500):
         super().__init__(client, prefix, partitions)
         self.partitions = partitions
         self.dedup_ttl_s = int(dedup_ttl_s)
         self.retention_s = float(retention_s)
         self.max_backlog = int(max_backlog)
         self.lease_ms = int(lease_ms)
+        self.min_replicas = int(min_replicas)
+        self.replica_wait_ms = int(replica_wait_ms)
         self._append = self.r.register_script(_APPEND)
         self._dead = self.r.register_script(_DEAD)
         self._lease = self.r.register_script(_LEASE)
@@ -303,10 +308,38 @@ class RedisEventLog(_RedisStore):
                 for event in batch:
                     keys += [self.keys.event_id(k, event.id), self.keys.user_events(k, event.user_id)]
                     args += [event.id, encode_event(event)]
-                dups += [_text(d) for d in self._append(keys=keys, args=args)]
+                dups += [_text(d) for d in self._append_replicated(keys, args)]
         except OUTAGE as exc:
+            if self.cluster:  # a failover moves slots: learn the new masters before the retry
+                try:
+                    self.r.nodes_manager.initialize()
+                except Exception:  # noqa: BLE001 - still failing over; the caller retries
+                    pass
             raise Unavailable(f"redis event log unreachable: {exc}") from exc
         return AppendResult(len(events) - len(dups), len(dups), dups)
+
+    def _append_replicated(self, keys: list[str], args: list) -> list:
+        """Run the append script; with ``min_replicas``, on the same connection follow it
+        with WAIT, so the events are on that many replicas before the append returns."""
+        if not self.min_replicas:
+            return self._append(keys=keys, args=args)
+        node_client = self.r.get_redis_connection(self.r.get_node_from_key(keys[0])) if self.cluster else self.r
+        pipe = node_client.pipeline(transaction=False)
+        self._append(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", self.min_replicas, self.replica_wait_ms)
+        dups, replicas = pipe.execute()
+        if int(replicas) < self.min_replicas and int(replicas) < self._online_replicas(node_client):
+            raise Unavailable(f"the events reached {replicas} of {self.min_replicas} replicas in "
+                              f"{self.replica_wait_ms} ms; retry (ids already in are reported as duplicates)")
+        return dups
+
+    @staticmethod
+    def _online_replicas(node_client) -> int:
+        """Replicas attached to this master now. After a failover the promoted master has
+        none until its old master comes back as a replica: meanwhile its writes are
+        acknowledged by it alone (Redis's own WAIT semantics; docs/DURABILITY.md)."""
+        info = node_client.info("replication")
+        return sum(1 for k, v in info.items() if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online")
 
     def _check_backlog(self) -> None:
         """Refuse appends while some consumer group is more than ``max_backlog`` entries

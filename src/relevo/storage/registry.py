@@ -47,6 +47,8 @@ _REDIS_OPTIONS: dict[str, tuple[type, tuple[str, ...]]] = {
     "retention_s": (float, ("event_log",)),
     "max_backlog": (int, ("event_log",)),
     "lease_ms": (int, ("event_log",)),
+    "min_replicas": (int, ("event_log",)),
+    "replica_wait_ms": (int, ("event_log",)),
     "socket_timeout": (float, ()),
 }
 
