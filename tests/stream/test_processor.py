@@ -33,3 +33,32 @@ def test_redelivered_batch_is_applied_once(make_engine, movielens_items, moviele
     assert result.applied == 0 and result.skipped == len(batch)
     assert dict(engine.features.scan("users")) == snapshot
     assert dict(engine.features.scan("item_stats_p0")) == engagement
+
+
+def test_a_poison_event_is_dead_lettered_and_the_rest_applied_in_order(make_engine, monkeypatch):
+    """An event whose processing fails for a reason other than a storage outage is retried
+    alone, then moved to the dead-letter list with the error; its neighbours are applied."""
+    from relevo.records import Item
+
+    engine = make_engine(ranker={"enabled": False})
+    engine.add_items([Item(id=f"m{i}", title=f"Movie {i}", tags=["Drama"]) for i in range(3)])
+    real = engine.processor._apply_to_user
+
+    def apply(state, event, position, vector):
+        if event.id == "poison":
+            raise ValueError("cannot apply this one")
+        return real(state, event, position, vector)
+
+    monkeypatch.setattr(engine.processor, "_apply_to_user", apply)
+    events = [Event(id=f"e{i}", user_id="u1", item_id=f"m{i % 3}", type="view", timestamp=1000.0 + i) for i in range(5)]
+    events.insert(2, Event(id="poison", user_id="u1", item_id="m0", type="view", timestamp=1001.5))
+    engine.ingest(events)
+    assert engine.wait_idle(30)
+    (dead,) = engine.events.dead_letters()
+    assert dead.reason == "ValueError: cannot apply this one" and b'"id":"poison"' in dead.body
+    from relevo.context.state import UserState
+
+    state = UserState.decode(engine.features.get("users", "u1"))
+    assert state.counters == {"view": 5}  # the five others, once each
+    assert engine.metrics.dead_letters._value.get() == 1
+    assert engine.events.lag(GROUP) == 0
