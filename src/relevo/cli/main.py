@@ -94,7 +94,7 @@ def _serve_workers(args, settings) -> int:
     print(f"relevo serve: {args.workers} API workers on {args.host}:{args.port}; run `relevo worker` "
           "(one or more) to apply the event stream", file=sys.stderr)
     uvicorn.run("relevo.api.app:create_app", factory=True, workers=args.workers, host=args.host, port=args.port,
-                log_level="info", access_log=False)
+                log_level="info", access_log=False, http="relevo.cli.server:NoDelayH11Protocol")
     return 0
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from relevo.api.app import create_app
 from relevo.engine import Engine
@@ -64,3 +65,22 @@ class BackgroundServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(5)
+
+
+class NoDelayH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with TCP_NODELAY set on every connection.
+
+    With ``workers > 1`` uvicorn binds the listening socket itself as
+    ``socket.socket(AF_INET)`` (protocol number 0), and asyncio only sets TCP_NODELAY on
+    sockets whose protocol is IPPROTO_TCP: every small response then waits out Nagle's
+    algorithm against the client's delayed ACK (~40 ms each). Measured: 165 vs 845 req/s.
+    """
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        super().connection_made(transport)

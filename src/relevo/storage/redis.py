@@ -15,7 +15,7 @@ script or transaction touches lands in one slot:
 
 - ``{Pp<k>}:events``        partition k's stream (field ``e`` = event JSON); a user's events
                             all go to partition crc32(user id) mod N, so they stay ordered
-- ``{Pp<k>}:id:<event id>`` the event's stream id (deduplication, expires after dedup_ttl_s)
+- ``{Pp<k>}:id:<event id>`` "1": the id was appended (deduplication, expires after dedup_ttl_s)
 - ``{Pp<k>}:eu:<user id>``  set of "event id<TAB>stream id" (erasure, access export)
 - ``{Pp<k>}:dead``          dead-letter stream: fields ``e`` (raw entry), ``reason``,
                             ``offset``, ``at``
@@ -302,13 +302,23 @@ class RedisEventLog(_RedisStore):
         dups: list[str] = []
         try:
             self._check_backlog()
+            calls = []
             for k, batch in by_partition.items():
                 keys: list[str] = [self.keys.stream(k)]
                 args: list[bytes | str | int] = [self.dedup_ttl_s]
                 for event in batch:
                     keys += [self.keys.event_id(k, event.id), self.keys.user_events(k, event.user_id)]
                     args += [event.id, encode_event(event)]
-                dups += [_text(d) for d in self._append_replicated(keys, args)]
+                calls.append((keys, args))
+            if self.min_replicas:
+                for keys, args in calls:
+                    dups += [_text(d) for d in self._append_replicated(keys, args)]
+            else:  # one round trip for every partition's script
+                pipe = self.r.pipeline(transaction=False)
+                for keys, args in calls:
+                    self._append(keys=keys, args=args, client=pipe)
+                for reply in pipe.execute():
+                    dups += [_text(d) for d in reply]
         except OUTAGE as exc:
             if self.cluster:  # a failover moves slots: learn the new masters before the retry
                 try:
