@@ -36,7 +36,7 @@ test: $(STAMP) browser
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	for b in ann ingest freshness serve_latency emotion bandit synthetic_ctr delayed_feedback ope_obd erasure tiers llm_path; do $(PY) -m benchmarks.$$b --quick || exit 1; done
+	for b in ann ingest freshness serve_latency emotion bandit synthetic_ctr delayed_feedback ope_obd erasure tiers llm_path scale soak; do $(PY) -m benchmarks.$$b --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) .relevo .pytest_cache

@@ -43,7 +43,7 @@ from relevo.retrieval.hnsw import HnswIndex
 from relevo.settings import Settings
 from relevo.storage.protocols import AppendResult
 from relevo.storage.registry import open_store
-from relevo.stream.processor import GROUP, StreamProcessor, strip_profile
+from relevo.stream.processor import ERASED_NS, GROUP, StreamProcessor, strip_profile, tombstone
 from relevo.stream.replication import Handlers, Replicator, node_name
 from relevo.stream.rewards import REWARDS_NS, JoinConfig, Outcome, RewardJoiner, marker_key
 from relevo.bandits.beta import BetaTS, BetaTSConfig
@@ -660,6 +660,8 @@ class Engine:
         # stops a concurrent feedback from re-creating a reward marker through a cached decision
         with self.processor.write_lock, self.policy.lock, self.edge_policy.lock:
             self.processor.erased_users.add(user_id)
+            # stream workers in other processes: drop what they read before this instant
+            self.features.put(ERASED_NS, tombstone(user_id), repr(time.time()).encode())
             decisions = self.decisions.for_user(user_id, limit=1_000_000)
             for joiner in (self.joiner, self.edge_joiner):
                 joiner.forget([d.decision_id for d in decisions])

@@ -74,3 +74,33 @@ def test_concurrent_learning_in_two_processes_merges(pair):
     worker.policy.refresh()
     n = api.policy.policy.state_dict()["n_updates"]
     assert n == worker.policy.policy.state_dict()["n_updates"] == 12
+
+
+def test_an_erasure_in_one_process_stops_a_batch_in_flight_in_another(redis_server, redis_prefix, tmp_path, encoder):
+    from relevo.stream.processor import GROUP
+
+    url = f"{redis_server}?prefix={redis_prefix}&partitions=2"
+    opts = dict(storage={"url": url}, **QUIET)
+    worker = Engine(Settings(home=tmp_path / "w", stream={"consume": False, "consumer": "w"}, **opts), encoder=encoder).open()
+    api = Engine(Settings(home=tmp_path / "a", stream={"consume": False, "consumer": "a"}, **opts), encoder=encoder).open()
+    try:
+        api.add_items([Item(id=f"m{i}", title=f"Film {i}", tags=["Drama"]) for i in range(3)])
+        wait_for(lambda: len(worker.catalog) == 3, 5, "items to replicate")
+        api.ingest([Event(id=f"x{i}", user_id="zed", item_id=f"m{i}", type="click") for i in range(3)])
+        in_flight = []
+        while not in_flight:
+            in_flight = worker.events.read(GROUP, "w", count=10)
+        api.erase_user("zed")  # in the other process, while the worker holds the batch
+        worker.processor.process(in_flight)
+        assert worker.features.get("users", "zed") is None  # not written back
+        assert b"zed" not in b"".join(k for k in worker.events.r.keys(f"*{redis_prefix}*"))
+        # events after the erasure are new data
+        api.ingest([Event(id="y1", user_id="zed", item_id="m0", type="view")])
+        again = []
+        while not again:
+            again = worker.events.read(GROUP, "w", count=10)
+        worker.processor.process(again)
+        assert worker.features.get("users", "zed") is not None
+    finally:
+        api.close()
+        worker.close()

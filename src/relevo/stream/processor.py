@@ -9,6 +9,7 @@ recognised and skipped: at-least-once delivery, exactly-once effect.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
 from collections import Counter
@@ -37,6 +38,13 @@ from relevo.stream.rewards import Joined, Outcome, RewardJoiner
 log = structlog.get_logger(__name__)
 
 GROUP = "relevo-stream"
+ERASED_NS = "erased"  # tombstone(user) -> time of erasure: tells stream workers in other processes
+TOMBSTONE_S = 86400.0  # how long a tombstone is kept (far longer than any batch is in flight)
+
+
+def tombstone(user_id: str) -> str:
+    """The key under which an erasure is remembered: a SHA-256 of the id, not the id."""
+    return hashlib.sha256(user_id.encode()).hexdigest()
 LEARN_ATTEMPTS = 8  # guarded learning writes retried this often when other processes write first
 POISON_ATTEMPTS = 3  # an entry that fails alone this often (not a storage outage) is dead-lettered
 
@@ -191,9 +199,11 @@ class StreamProcessor:
                     self.metrics.consumer_lag.set(0)
                 if time.monotonic() - self._closed_at >= self.close_every_s:
                     self.close_windows(time.time())
-                if self.retention_s and time.monotonic() - self._expired_at >= 60.0:
+                if time.monotonic() - self._expired_at >= 60.0:
                     self._expired_at = time.monotonic()
-                    self.decisions.expire(time.time() - self.retention_s)
+                    if self.retention_s:
+                        self.decisions.expire(time.time() - self.retention_s)
+                    self.expire_tombstones(time.time() - TOMBSTONE_S)
                 trim = getattr(self.log, "trim", None)
                 if trim is not None and time.monotonic() - self._trimmed_at >= self.trim_every_s:
                     self._trimmed_at = time.monotonic()
@@ -251,6 +261,7 @@ class StreamProcessor:
         item_stats = {i: ItemStats.decode(i, raw) for i, raw in zip(item_ids, self.features.get_many(stats_ns, item_ids))
                       if raw is not None}
         user_ids = list(dict.fromkeys(e.event.user_id for e in entries))
+        erased_at = self._tombstones(user_ids)
         states: dict[str, UserState] = {}
         for user_id, raw in zip(user_ids, self.features.get_many(USERS_NS, user_ids)):
             states[user_id] = UserState.decode(raw) if raw is not None else UserState(user_id, self.index.dim)
@@ -276,6 +287,9 @@ class StreamProcessor:
             if entry.position <= state.applied_through:
                 skipped += 1
                 continue
+            if event.user_id in erased_at and (event.received_at or 0.0) <= erased_at[event.user_id]:
+                skipped += 1  # read before its user was erased (in another process): gone
+                continue
             if allowed[event.user_id]["personalization"]:  # else: no per-user state at all
                 if self.on_example is not None and event.item_id in vectors and event_weight(event) > 0:
                     examples.append(self._example(state, event, allowed[event.user_id]["profiling"]))
@@ -300,6 +314,9 @@ class StreamProcessor:
                 held.enter_context(joiner.policy.lock)
             changed -= self.erased_users
             self.erased_users.clear()
+            # an erasure in another process while this batch was computed
+            fresh = self._tombstones(sorted(changed))
+            changed -= {u for u, at in fresh.items() if at > erased_at.get(u, 0.0)}
             # consent may have changed while this batch was computed: the choice at write
             # time decides what is stored
             kept: dict[str, bool] = {}  # user -> profiling allowed, for users whose state is written
@@ -355,6 +372,16 @@ class StreamProcessor:
         self.metrics.events_processed.inc(applied)
         self.metrics.events_redelivered.inc(skipped)
         return BatchResult(applied, skipped, sum(len(joined.rewards) for _, joined in joins))
+
+    def _tombstones(self, user_ids: list[str]) -> dict[str, float]:
+        if not user_ids:
+            return {}
+        raws = self.features.get_many(ERASED_NS, [tombstone(u) for u in user_ids])
+        return {u: float(raw) for u, raw in zip(user_ids, raws) if raw is not None}
+
+    def expire_tombstones(self, before: float) -> int:
+        old = [(ERASED_NS, u) for u, raw in self.features.scan(ERASED_NS) if float(raw) < before]
+        return self.features.erase(old) if old else 0
 
     def _learn(self, outcomes: list[Outcome], statuses: Counter) -> list[tuple[RewardJoiner, Joined]]:
         """Join the outcomes and persist what they teach (caller holds every event joiner's
