@@ -43,3 +43,24 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, every: float 
             return
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+QUIET = {"ranker": {"enabled": False}, "emotion": {"enabled": False}}
+
+
+def engine_with_ratings(url: str, home: Path, encoder, items, vectors, ratings_dir: Path, n: int):
+    """An engine over ``url`` (API keys on, as in tests/api) with 300 MovieLens films and
+    the first ``n`` ratings of them (not ingested)."""
+    from relevo.datasets.movielens import iter_ratings
+    from relevo.engine import Engine
+    from relevo.settings import Settings
+    from tests.api.conftest import API
+
+    engine = Engine(Settings(home=home, storage={"url": url}, api=API, **QUIET), encoder=encoder).open()
+    engine.add_items(items[:300], vectors[:300])
+    ids = {it.id for it in items[:300]}
+    return engine, [e for e in iter_ratings(ratings_dir) if e.item_id in ids][:n]
+
+
+def events_body(events) -> dict:
+    return {"events": [e.model_dump(mode="json", exclude_none=True) for e in events]}

@@ -12,43 +12,33 @@ from fastapi.testclient import TestClient
 
 from relevo.api.app import create_app
 from relevo.context.state import UserState
-from relevo.datasets.movielens import iter_ratings
-from relevo.engine import Engine
-from relevo.settings import Settings
-from tests.api.conftest import API, AUTH
+from tests.api.conftest import AUTH
 from tests.redis_procs import RedisClusterProcs
+from tests.scaleout.procs import engine_with_ratings, events_body
 
 pytestmark = pytest.mark.slow
-QUIET = {"ranker": {"enabled": False}, "emotion": {"enabled": False}}
-
-
-def _body(events):
-    return {"events": [e.model_dump(mode="json", exclude_none=True) for e in events]}
 
 
 def test_cluster_master_failover_loses_nothing_acknowledged(tmp_path, encoder, movielens_items, movielens_vectors,
                                                             movielens_dir):
     cluster = RedisClusterProcs(tmp_path / "cluster", masters=3, replicas=1).start()
     url = f"{cluster.url}?prefix=fo:&partitions=6&lease_ms=2000&min_replicas=1&socket_timeout=1"
-    engine = Engine(Settings(home=tmp_path / "home", storage={"url": url}, api=API, **QUIET), encoder=encoder).open()
+    engine, ratings = engine_with_ratings(url, tmp_path / "home", encoder, movielens_items, movielens_vectors,
+                                          movielens_dir, 3000)
     try:
-        items, vectors = movielens_items[:300], movielens_vectors[:300]
-        engine.add_items(items, vectors)
-        ids = {it.id for it in items}
-        ratings = [e for e in iter_ratings(movielens_dir) if e.item_id in ids][:3000]
         batches = [ratings[i : i + 100] for i in range(0, len(ratings), 100)]
         acked, statuses = [], Counter()
         users = sorted({e.user_id for e in ratings})[:5]
         with TestClient(create_app(engine), headers=AUTH) as client:
             for batch in batches[:5]:
-                assert client.post("/v1/events", json=_body(batch)).status_code == 202
+                assert client.post("/v1/events", json=events_body(batch)).status_code == 202
                 acked += batch
             victim = cluster.master_ports()[1]
             cluster.stop_node(victim)  # kill -9 a master
             started = time.monotonic()
             for batch in batches[5:]:
                 while True:  # a client retrying what is refused, as Retry-After says
-                    r = client.post("/v1/events", json=_body(batch))
+                    r = client.post("/v1/events", json=events_body(batch))
                     statuses[r.status_code] += 1
                     assert r.status_code in (202, 503), r.text
                     if r.status_code == 202:

@@ -12,36 +12,25 @@ from fastapi.testclient import TestClient
 
 from relevo.api.app import create_app
 from relevo.context.state import UserState
-from relevo.datasets.movielens import iter_ratings
-from relevo.engine import Engine
-from relevo.settings import Settings
-from tests.api.conftest import API, AUTH
+from tests.api.conftest import AUTH
 from tests.redis_procs import RedisServer
-from tests.scaleout.procs import wait_for
+from tests.scaleout.procs import engine_with_ratings, events_body, wait_for
 
 pytestmark = pytest.mark.slow
-QUIET = {"ranker": {"enabled": False}, "emotion": {"enabled": False}}
-
-
-def _body(events):
-    return {"events": [e.model_dump(mode="json", exclude_none=True) for e in events]}
 
 
 def test_redis_restart_keeps_every_acknowledged_event_and_the_api_degrades(tmp_path, encoder, movielens_items,
                                                                           movielens_vectors, movielens_dir):
     server = RedisServer(tmp_path / "redis", appendonly=True).start()
     url = f"{server.url}?prefix=restart:&partitions=4&socket_timeout=1"
-    engine = Engine(Settings(home=tmp_path / "home", storage={"url": url}, api=API, **QUIET), encoder=encoder).open()
+    engine, ratings = engine_with_ratings(url, tmp_path / "home", encoder, movielens_items, movielens_vectors,
+                                          movielens_dir, 1500)
     try:
-        items, vectors = movielens_items[:300], movielens_vectors[:300]
-        engine.add_items(items, vectors)
-        ids = {it.id for it in items}
-        ratings = [e for e in iter_ratings(movielens_dir) if e.item_id in ids][:1500]
         batches = [ratings[i : i + 300] for i in range(0, len(ratings), 300)]
         acked = []
         with TestClient(create_app(engine), headers=AUTH) as client:
             for batch in batches[:2]:
-                assert client.post("/v1/events", json=_body(batch)).status_code == 202
+                assert client.post("/v1/events", json=events_body(batch)).status_code == 202
                 acked += batch
             assert engine.wait_idle(60)
             user = ratings[0].user_id
@@ -52,7 +41,7 @@ def test_redis_restart_keeps_every_acknowledged_event_and_the_api_degrades(tmp_p
             outcomes = Counter()
             for attempt in range(6):
                 started = time.monotonic()
-                r = client.post("/v1/events", json=_body(batches[2]))
+                r = client.post("/v1/events", json=events_body(batches[2]))
                 assert time.monotonic() - started < 3.0
                 assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1, r.text
                 assert r.json()["error"]["code"] == "unavailable"
@@ -72,11 +61,11 @@ def test_redis_restart_keeps_every_acknowledged_event_and_the_api_degrades(tmp_p
 
             server.start()
             # the client retries what was refused; then more traffic
-            wait_for(lambda: client.post("/v1/events", json=_body(batches[2])).status_code == 202, 30,
+            wait_for(lambda: client.post("/v1/events", json=events_body(batches[2])).status_code == 202, 30,
                      "ingest to accept again after the restart", every=0.2)
             acked += batches[2]
             for batch in batches[3:]:
-                assert client.post("/v1/events", json=_body(batch)).status_code == 202
+                assert client.post("/v1/events", json=events_body(batch)).status_code == 202
                 acked += batch
             assert engine.wait_idle(60)
             assert client.post("/v1/recommendations", json={"user_id": user, "n": 5}).status_code == 200
