@@ -69,7 +69,12 @@ class Deployment:
 
     def serve(self, workers: int) -> tuple[subprocess.Popen, str]:
         port = free_port()
-        proc = self._start(f"serve{workers}-{port}", "serve", "--workers", str(workers), "--port", str(port))
+        # API only: the stream is the workers' job (serve --workers N > 1 sets this itself)
+        self.env["RELEVO_STREAM__CONSUME"] = "false"
+        try:
+            proc = self._start(f"serve{workers}-{port}", "serve", "--workers", str(workers), "--port", str(port))
+        finally:
+            self.env.pop("RELEVO_STREAM__CONSUME")
         base = f"http://127.0.0.1:{port}"
         wait_healthy(base, proc, timeout=300)
         return proc, base

@@ -64,21 +64,23 @@ OUTAGE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDow
 LEARN_NS = frozenset({"models", "rewards"})
 _PARTITION_NS = re.compile(r".*_p(\d+)")
 
-# Appends each event whose id is new; returns the ids already present.
-# KEYS: stream, then (id key, user index key) pairs. ARGV: dedup ttl, then (event id, body) pairs.
+# Appends each event whose id is new; returns the ids already present. KEYS[1]: the
+# partition's stream; the id and user-index keys are built here from ARGV[2], the
+# partition's tag (same slot). ARGV: dedup ttl, tag, then (event id, user id, body) triples.
 _APPEND = """
 local dups = {}
-for i = 2, #KEYS, 2 do
-  if redis.call('SET', KEYS[i], '', 'NX', 'EX', ARGV[1]) then
-    local sid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 1])
-    redis.call('SET', KEYS[i], sid, 'KEEPTTL')
-    redis.call('SADD', KEYS[i + 1], ARGV[i] .. '\\t' .. sid)
+local tag = ARGV[2]
+for i = 3, #ARGV, 3 do
+  if redis.call('SET', tag .. ':id:' .. ARGV[i], '1', 'NX', 'EX', ARGV[1]) then
+    local sid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 2])
+    redis.call('SADD', tag .. ':eu:' .. ARGV[i + 1], ARGV[i] .. '\t' .. sid)
   else
     table.insert(dups, ARGV[i])
   end
 end
 return dups
 """
+
 
 # Moves entries to the dead-letter stream and acks them. KEYS: stream, dead stream.
 # ARGV: group, reason, at, then stream ids.
@@ -304,13 +306,11 @@ class RedisEventLog(_RedisStore):
             self._check_backlog()
             calls = []
             for k, batch in by_partition.items():
-                keys: list[str] = [self.keys.stream(k)]
-                args: list[bytes | str | int] = [self.dedup_ttl_s]
+                args: list[bytes | str | int] = [self.dedup_ttl_s, self.keys.tag(k)]
                 for event in batch:
-                    keys += [self.keys.event_id(k, event.id), self.keys.user_events(k, event.user_id)]
-                    args += [event.id, encode_event(event)]
-                calls.append((keys, args))
-            if self.min_replicas:
+                    args += [event.id, event.user_id, encode_event(event)]
+                calls.append(([self.keys.stream(k)], args))
+            if self.min_replicas or self.cluster:  # (a cluster pipeline cannot carry EVALSHA)
                 for keys, args in calls:
                     dups += [_text(d) for d in self._append_replicated(keys, args)]
             else:  # one round trip for every partition's script
@@ -332,7 +332,7 @@ class RedisEventLog(_RedisStore):
         """Run the append script; with ``min_replicas``, on the same connection follow it
         with WAIT, so the events are on that many replicas before the append returns."""
         if not self.min_replicas:
-            return self._append(keys=keys, args=args)
+            return self._append(keys=keys, args=args)  # on a cluster, routed by KEYS[1]
         node_client = self.r.get_redis_connection(self.r.get_node_from_key(keys[0])) if self.cluster else self.r
         pipe = node_client.pipeline(transaction=False)
         self._append(keys=keys, args=args, client=pipe)
