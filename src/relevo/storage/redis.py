@@ -166,6 +166,8 @@ class Keys:
         if not 1 <= partitions <= 1024:
             raise ConfigError(f"partitions must be 1..1024, got {partitions}", field="partitions")
         self.prefix, self.partitions = prefix, partitions
+        self._tags = [self.tag(k) for k in range(partitions)]
+        self._ns_tags: dict[str, str | None] = {}
 
     def tag(self, k: int | str) -> str:
         return f"{{{self.prefix}{k if isinstance(k, str) else f'p{k}'}}}"
@@ -194,11 +196,21 @@ class Keys:
     def feed(self) -> str:
         return f"{self.prefix}feed:items"
 
-    def feature_tag(self, ns: str, key: str) -> str:
-        if ns in LEARN_NS:
-            return self.tag("learn")
+    def _fixed_tag(self, ns: str) -> str | None:
+        """The tag of a namespace whose documents all share one (learn, ``<ns>_p<k>``),
+        else None (the tag follows the key); validates the namespace. Cached per namespace."""
+        cached = self._ns_tags.get(ns, False)
+        if cached is not False:
+            return cached
+        check_namespace(ns)
         m = _PARTITION_NS.fullmatch(ns)
-        return self.tag(int(m.group(1)) % self.partitions if m else partition_of(key, self.partitions))
+        tag = self.tag("learn") if ns in LEARN_NS else self.tag(int(m.group(1)) % self.partitions) if m else None
+        if len(self._ns_tags) < 10_000:
+            self._ns_tags[ns] = tag
+        return tag
+
+    def feature_tag(self, ns: str, key: str) -> str:
+        return self._fixed_tag(ns) or self._tags[partition_of(key, self.partitions)]
 
     def feature(self, ns: str, key: str) -> str:
         return f"{self.feature_tag(ns, key)}:f:{ns}:{key}"
@@ -702,13 +714,17 @@ class RedisFeatureStore(_RedisStore):
         self._shape = re.compile(re.escape("{" + prefix) + r"(?:p\d+|learn)\}:f:([A-Za-z0-9_]{1,64}):(.*)", re.S)
 
     def _key(self, ns: str, key: str) -> str:
-        return self.keys.feature(check_namespace(ns), key)
+        return self.keys.feature(ns, key)  # validates ns (once per namespace)
 
     def get(self, ns: str, key: str) -> bytes | None:
         return self.r.get(self._key(ns, key))
 
     def get_many(self, ns: str, keys: Sequence[str]) -> list[bytes | None]:
-        return self._mget([self._key(ns, k) for k in keys])
+        fixed = self.keys._fixed_tag(ns)
+        if fixed is not None:
+            return self._mget([f"{fixed}:f:{ns}:{k}" for k in keys])
+        tags, n = self.keys._tags, self.keys.partitions
+        return self._mget([f"{tags[partition_of(k, n)]}:f:{ns}:{k}" for k in keys])
 
     def put(self, ns: str, key: str, value: bytes) -> None:
         self.put_many([(ns, key, value)])
