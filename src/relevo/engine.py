@@ -429,6 +429,7 @@ class Engine:
                 self.index.delete(present)
                 for i in present:
                     self.catalog.delete(i)
+                    self.processor.forget_item(i)
         self.metrics.items.set(len(self.catalog))
 
     def _replicate_reload(self) -> None:
@@ -436,7 +437,8 @@ class Engine:
         ids = [key for key, _ in self.features.scan(ITEMS_NS)]
         for start in range(0, len(ids), 10_000):
             self._replicate_upsert(ids[start : start + 10_000])
-        self._replicate_delete([i for i in list(self.catalog.items) if i not in set(ids)])
+        keep = set(ids)
+        self._replicate_delete([i for i in list(self.catalog.items) if i not in keep])
         self.processor.load()
 
     def delete_item(self, item_id: str) -> None:
@@ -447,6 +449,7 @@ class Engine:
             self.features.put(META_NS, "items_version", str(self._items_version() + 1).encode())
             self.index.delete([item_id])
             self.catalog.delete(item_id)
+            self.processor.forget_item(item_id)
         if self.replicator is not None:
             self.replicator.publish("delete", ids=[item_id])
         self.metrics.items.set(len(self.catalog))

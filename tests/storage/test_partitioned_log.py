@@ -63,7 +63,7 @@ def test_partitions_keep_each_users_order_and_spread_users(base_url):
 
 def test_a_different_partition_count_is_refused(base_url):
     log_at(base_url, partitions=4).close()
-    with pytest.raises(ConfigError, match="has 4 partitions"):
+    with pytest.raises(ConfigError, match="have 4 partitions"):
         log_at(base_url, partitions=8)
 
 
@@ -200,3 +200,23 @@ def test_cluster_keys_of_one_script_share_a_slot(redis_cluster, redis_prefix):
     log.close(), fs.close()
     with pytest.raises(redis.RedisError):  # and a cross-slot multi-key command is refused there
         redis.Redis(port=redis_cluster.master_ports()[0]).mset({"{a}x": 1, "{b}y": 2})
+
+
+def test_back_pressure_still_counts_after_an_erasure(base_url):
+    """After an XDEL Redis's exact lag is unknown; back-pressure must not go blind."""
+    log = log_at(base_url, partitions=1, max_backlog=50)
+    log.read("g", "c1", count=1)
+    log.reset_delivery("g")
+    log.append(events(10, users=2))
+    assert log.erase_user("u0") == 5
+    log.append(events(100, users=20, start=10))
+    log._backlog_at = 0.0
+    with pytest.raises(Overloaded):
+        log.append(events(1, start=1000))
+    log.close()
+
+
+def test_the_feature_store_refuses_another_partition_count(base_url):
+    log_at(base_url, partitions=4).close()
+    with pytest.raises(ConfigError, match="have 4 partitions"):
+        open_store("feature_store", base_url + "&partitions=8")

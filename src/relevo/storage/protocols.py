@@ -104,7 +104,8 @@ def is_outage(exc: BaseException) -> bool:
         return False
     return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError,
                             redis.exceptions.TryAgainError, redis.exceptions.MasterDownError,
-                            redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError))
+                            redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError,
+                            redis.exceptions.OutOfMemoryError))
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_]{1,64}")
 

@@ -232,8 +232,23 @@ class _RedisStore:
     def __init__(self, client: redis.Redis | RedisCluster, prefix: str = "relevo:", partitions: int = 8):
         self.r = client
         self.prefix = prefix
+        self.partitions = partitions
         self.keys = Keys(prefix, partitions)
         self.cluster = isinstance(client, RedisCluster)
+
+    def _check_partitions(self) -> None:
+        """The first process stores N; one that asks for another N is refused (a user's
+        partition, and so the slot of their documents, would change)."""
+        key = self.keys.meta_partitions()
+        try:
+            self.r.set(key, self.partitions, nx=True)
+            stored = int(self.r.get(key))
+        except OUTAGE as exc:
+            raise Unavailable(f"redis unreachable: {exc}") from exc
+        if stored != self.partitions:
+            raise ConfigError(
+                f"the stores under prefix {self.prefix!r} have {stored} partitions; this process asks for "
+                f"{self.partitions} (a user's partition would change): use partitions={stored}", field="partitions")
 
     def _mget(self, keys: list[str]) -> list[bytes | None]:
         if not keys:
@@ -282,18 +297,6 @@ class RedisEventLog(_RedisStore):
         self._keepalive: dict[str, threading.Thread] = {}
         self._closing = threading.Event()
         self._check_partitions()
-
-    def _check_partitions(self) -> None:
-        key = self.keys.meta_partitions()
-        try:
-            self.r.set(key, self.partitions, nx=True)
-            stored = int(self.r.get(key))
-        except OUTAGE as exc:
-            raise Unavailable(f"redis event log unreachable: {exc}") from exc
-        if stored != self.partitions:
-            raise ConfigError(
-                f"the event log under prefix {self.prefix!r} has {stored} partitions; this process asks for "
-                f"{self.partitions} (a user's partition would change): use partitions={stored}", field="partitions")
 
     def partition(self, user_id: str) -> int:
         return partition_of(user_id, self.partitions)
@@ -379,12 +382,14 @@ class RedisEventLog(_RedisStore):
         """The largest lag of any consumer group (0 when there is none yet)."""
         lags: dict[str, int] = defaultdict(int)
         for k in range(self.partitions):
-            for name, lag in self._lags(k).items():
+            for name, lag in self._lags(k, exact=False).items():
                 lags[name] += lag
         return max(lags.values(), default=0)
 
-    def _lags(self, k: int) -> dict[str, int]:
-        """Per group: pending entries plus entries after its last delivered id."""
+    def _lags(self, k: int, exact: bool = True) -> dict[str, int]:
+        """Per group: pending entries plus entries after its last delivered id. Not
+        ``exact`` (back-pressure): Redis's own lag, which after an XDEL may still count the
+        deleted entries (an upper bound), else the entries in the stream."""
         stream = self.keys.stream(k)
         try:
             groups = self.r.xinfo_groups(stream)
@@ -394,6 +399,10 @@ class RedisEventLog(_RedisStore):
         deleted = None
         for info in groups:
             pending = int(info.get("pending") or 0)
+            if not exact:
+                lag = info.get("lag")
+                out[_text(info["name"])] = (int(lag) if lag is not None else int(self.r.xlen(stream))) + pending
+                continue
             if info.get("lag") is not None:
                 if deleted is None:
                     deleted = _position(_text(self.r.xinfo_stream(stream).get("max-deleted-entry-id", b"0-0")))
@@ -508,6 +517,10 @@ class RedisEventLog(_RedisStore):
             pass
 
     def read(self, group: str, consumer: str, count: int = 512, block_ms: int = 0) -> list[LogEntry]:
+        for g, k in list(self._lost):  # the keepalive lost these: their buffered entries are not mine
+            if g == group:
+                self._lost.discard((g, k))
+                self._drop(group, k)
         buffered = self._buffer[group]
         if buffered:
             return buffered.popleft()[1]
@@ -550,8 +563,9 @@ class RedisEventLog(_RedisStore):
         for k, reply in zip(order, pipe.execute()):
             entries = self._entries(reply, group, k)
             if owned.get(k) is not None:
-                if entries:
-                    owned[k] = entries[-1].offset.split("/", 1)[1]
+                ids = [sid for _stream, messages in reply or [] for sid, _fields in messages]
+                if ids:  # (erased or undecodable ones included: the cursor passes them too)
+                    owned[k] = _text(ids[-1])
                 else:
                     owned[k] = None  # my pending entries are all handed out again
                     switched = True
@@ -711,6 +725,7 @@ class RedisFeatureStore(_RedisStore):
     def __init__(self, client, prefix: str = "relevo:", partitions: int = 8):
         super().__init__(client, prefix, partitions)
         self._mset = self.r.register_script(_MSET)
+        self._check_partitions()
         self._shape = re.compile(re.escape("{" + prefix) + r"(?:p\d+|learn)\}:f:([A-Za-z0-9_]{1,64}):(.*)", re.S)
 
     def _key(self, ns: str, key: str) -> str:

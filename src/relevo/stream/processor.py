@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
 import threading
 import time
 from collections import Counter
@@ -47,6 +48,12 @@ def tombstone(user_id: str) -> str:
     return hashlib.sha256(user_id.encode()).hexdigest()
 LEARN_ATTEMPTS = 8  # guarded learning writes retried this often when other processes write first
 POISON_ATTEMPTS = 3  # an entry that fails alone this often (not a storage outage) is dead-lettered
+
+
+def _retry_later(exc: BaseException) -> bool:
+    """A storage outage or a lost learning race: the entries are fine, try again later
+    (never dead-lettered)."""
+    return is_outage(exc) or isinstance(exc, StaleWrite)
 
 
 def item_stats_ns(partition: int) -> str:
@@ -159,6 +166,9 @@ class StreamProcessor:
         for item_id, value in values.items():
             self.set_engagement(item_id, partition, float(value))
 
+    def forget_item(self, item_id: str) -> None:
+        self.engagement.pop(item_id, None)
+
     def set_engagement(self, item_id: str, partition: int, value: float) -> None:
         """One partition's count of an item changed (here or, through the item-update
         stream, in another worker): the catalog gets the new total."""
@@ -188,6 +198,17 @@ class StreamProcessor:
         return False
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:  # however the thread ends, its partitions go to the other workers
+            release = getattr(self.log, "release", None)
+            if release is not None:
+                try:
+                    release(GROUP, self.consumer)
+                except Exception:  # noqa: BLE001 - the leases then expire on their own
+                    pass
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
             entries: list[LogEntry] = []
             try:
@@ -211,11 +232,22 @@ class StreamProcessor:
             except Exception as exc:  # keep consuming; the batch is redelivered
                 self.last_error = repr(exc)
                 log.exception("stream_batch_failed", error=repr(exc))
-                if entries and not is_outage(exc):
-                    self._isolate(entries)
-                else:
-                    self.log.reset_delivery(GROUP)
-                    self._stop.wait(0.5)
+                try:
+                    if entries and not _retry_later(exc):
+                        self._isolate(entries)
+                    else:
+                        self._back_off()
+                except Exception as again:  # even isolating failed (e.g. the store refuses writes)
+                    self.last_error = repr(again)
+                    log.exception("stream_isolate_failed", error=repr(again))
+                    self._back_off()
+
+    def _back_off(self) -> None:
+        """Read the pending entries again after a pause (jittered: processes that lost a
+        learning race do not retry in step)."""
+        self.log.reset_delivery(GROUP)
+        self.poison_attempts.clear()
+        self._stop.wait(0.2 + random.random() * 0.6)
 
     def _process_traced(self, entries: list[LogEntry]) -> BatchResult:
         with self.tracer.start_as_current_span("stream_batch") as span:
@@ -237,9 +269,8 @@ class StreamProcessor:
                     self.poison_attempts.pop(entry.offset, None)
                     break
                 except Exception as exc:
-                    if is_outage(exc):
-                        self.log.reset_delivery(GROUP)
-                        self._stop.wait(0.5)
+                    if _retry_later(exc):
+                        self._back_off()
                         return
                     tries = self.poison_attempts[entry.offset] = self.poison_attempts.get(entry.offset, 0) + 1
                     if tries >= POISON_ATTEMPTS:
@@ -404,6 +435,7 @@ class StreamProcessor:
                     self.metrics.learn_conflicts.inc()
                     if attempt == LEARN_ATTEMPTS - 1:
                         raise
+                    time.sleep(random.random() * 0.002 * (attempt + 1))  # out of step with the winner
             joins.append((joiner, joined))
             pending = [o for o, status in zip(pending, joined.status) if status == "orphan"]
             statuses.update(status for status in joined.status if status != "orphan")

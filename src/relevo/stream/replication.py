@@ -84,30 +84,44 @@ class Replicator:
             log.warning("feed_gap_reloading")
             self.handlers.reload()
         for raw in records:
-            record = orjson.loads(raw)
-            if record.get("origin") == self.origin:
-                continue
-            op = record.get("op")
-            if op == "upsert":
-                self.handlers.upsert(list(record["ids"]))
-            elif op == "delete":
-                self.handlers.delete(list(record["ids"]))
-            elif op == "engagement":
-                self.handlers.engagement(int(record["p"]), dict(record["items"]))
-            self.applied += 1
+            try:
+                self._apply(raw)
+            except Exception as exc:
+                if is_outage(exc):  # stop: every record of this read comes again (all idempotent)
+                    raise
+                log.exception("feed_record_skipped", error=repr(exc))  # bad data: not again
         self.after = last
         return len(records)
+
+    def _apply(self, raw: bytes) -> None:
+        record = orjson.loads(raw)
+        if record.get("origin") == self.origin:
+            return
+        op = record.get("op")
+        if op == "upsert":
+            self.handlers.upsert(list(record["ids"]))
+        elif op == "delete":
+            self.handlers.delete(list(record["ids"]))
+        elif op == "engagement":
+            self.handlers.engagement(int(record["p"]), dict(record["items"]))
+        self.applied += 1
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.poll(block_ms=self.poll_ms)
-                if time.monotonic() - self._ticked >= 1.0:
-                    self._ticked = time.monotonic()
-                    for tick in self.handlers.every_second:
-                        tick()
             except Exception as exc:  # keep following; an outage just delays
-                self.last_error = repr(exc)
-                if not is_outage(exc):
-                    log.exception("replication_failed", error=repr(exc))
-                self._stop.wait(0.5)
+                self._failed(exc)
+            if time.monotonic() - self._ticked >= 1.0:  # even while the feed fails
+                self._ticked = time.monotonic()
+                for tick in self.handlers.every_second:
+                    try:
+                        tick()
+                    except Exception as exc:  # noqa: BLE001
+                        self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        self.last_error = repr(exc)
+        if not is_outage(exc):
+            log.exception("replication_failed", error=repr(exc))
+        self._stop.wait(0.5)
