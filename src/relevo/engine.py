@@ -393,12 +393,8 @@ class Engine:
             rows = [(ITEMS_NS, it.id, _encode_item(it, v)) for it, v in zip(stamped, vectors)]
             rows.append((META_NS, "items_version", str(version).encode()))
             self.features.put_many(rows)
-            self.index.upsert([it.id for it in stamped], vectors)
-            for it in stamped:
-                self.catalog.upsert(it)
-            if self.affect is not None:
-                for it, v in zip(stamped, self._item_valence(stamped, vectors, encoded)):
-                    self.catalog.set_valence(it.id, float(v))
+            valence = self._item_valence(stamped, vectors, encoded) if self.affect is not None else None
+            self._serve_items(stamped, vectors, valence)
         if self.replicator is not None:
             self.replicator.publish("upsert", ids=[it.id for it in stamped])
         self.metrics.items.set(len(self.catalog))
@@ -406,38 +402,54 @@ class Engine:
 
     # -- replication (several processes over Redis) --------------------------------------
 
+    def _serve_items(self, items: Sequence[Item], vectors: np.ndarray, valence: np.ndarray | None) -> None:
+        """Make stored items servable here: index, catalog, valence (caller holds the items lock)."""
+        self.index.upsert([it.id for it in items], vectors)
+        for it in items:
+            self.catalog.upsert(it)
+        if valence is not None:
+            for it, v in zip(items, valence):
+                self.catalog.set_valence(it.id, float(v))
+
+    def _unserve_items(self, ids: list[str]) -> None:
+        """The reverse, for items present here (caller holds the items lock)."""
+        self.index.delete(ids)
+        for i in ids:
+            self.catalog.delete(i)
+            self.processor.forget_item(i)
+
     def _replicate_upsert(self, ids: list[str]) -> None:
         """Items another process added: read them (with their vectors) from the store."""
-        found = [(raw, i) for i, raw in zip(ids, self.features.get_many(ITEMS_NS, ids)) if raw is not None]
-        if not found:
+        self._replicate_raw([raw for raw in self.features.get_many(ITEMS_NS, ids) if raw is not None])
+
+    def _replicate_raw(self, raws: list[bytes]) -> None:
+        if not raws:
             return
-        decoded = [_decode_item(raw, self.index.dim) for raw, _ in found]
+        decoded = [_decode_item(raw, self.index.dim) for raw in raws]
         items = [item for item, _ in decoded]
+        valence = self.affect.vader.valence([it.content_text() for it in items]) if self.affect is not None else None
         with self._items_lock:
-            self.index.upsert([it.id for it in items], np.vstack([v for _, v in decoded]))
-            for it in items:
-                self.catalog.upsert(it)
-            if self.affect is not None:
-                for it, v in zip(items, self.affect.vader.valence([it.content_text() for it in items])):
-                    self.catalog.set_valence(it.id, float(v))
+            self._serve_items(items, np.vstack([v for _, v in decoded]), valence)
         self.metrics.items.set(len(self.catalog))
 
     def _replicate_delete(self, ids: list[str]) -> None:
         with self._items_lock:
             present = [i for i in ids if i in self.catalog]
             if present:
-                self.index.delete(present)
-                for i in present:
-                    self.catalog.delete(i)
-                    self.processor.forget_item(i)
+                self._unserve_items(present)
         self.metrics.items.set(len(self.catalog))
 
     def _replicate_reload(self) -> None:
         """The feed dropped records this process had not read: re-read every item and count."""
-        ids = [key for key, _ in self.features.scan(ITEMS_NS)]
-        for start in range(0, len(ids), 10_000):
-            self._replicate_upsert(ids[start : start + 10_000])
-        keep = set(ids)
+        keep: set[str] = set()
+        batch: list[bytes] = []
+        for key, raw in self.features.scan(ITEMS_NS):
+            keep.add(key)
+            batch.append(raw)
+            if len(batch) == 10_000:
+                self._replicate_raw(batch)
+                batch = []
+        self._replicate_raw(batch)
         self._replicate_delete([i for i in list(self.catalog.items) if i not in keep])
         self.processor.load()
 
@@ -447,9 +459,7 @@ class Engine:
                 raise NotFound(f"no item {item_id!r}", field="item_id")
             self.features.delete(ITEMS_NS, item_id)
             self.features.put(META_NS, "items_version", str(self._items_version() + 1).encode())
-            self.index.delete([item_id])
-            self.catalog.delete(item_id)
-            self.processor.forget_item(item_id)
+            self._unserve_items([item_id])
         if self.replicator is not None:
             self.replicator.publish("delete", ids=[item_id])
         self.metrics.items.set(len(self.catalog))

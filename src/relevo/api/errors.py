@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relevo.errors import Overloaded, RelevoError
-from relevo.storage.protocols import is_outage
+from relevo.storage.protocols import is_outage, outage_errors
 
 # pydantic error type -> (status, our code)
 _CODES = {
@@ -83,17 +83,7 @@ async def on_relevo_error(request: Request, exc: RelevoError) -> Response:
     return error_response(exc.status, exc.code, exc.message, exc.field, retry_after)
 
 
-def _outages() -> tuple[type[BaseException], ...]:
-    import sqlite3
-
-    import redis
-
-    return (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError, redis.exceptions.TryAgainError,
-            redis.exceptions.MasterDownError, redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError,
-            sqlite3.OperationalError, ConnectionError, TimeoutError)
-
-
-OUTAGES = _outages()
+OUTAGES = outage_errors()
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:

@@ -6,6 +6,7 @@ backends use a pooled client; the engine keeps them off the event loop's hot pat
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol, Sequence
@@ -89,23 +90,28 @@ class DeadLetter:
 Guard = tuple[str, str, "bytes | None"]
 
 
-def is_outage(exc: BaseException) -> bool:
-    """True when ``exc`` says a store is unreachable or busy (retry later), not that the
-    data is bad: a connection or timeout error of any backend, or ``Unavailable``."""
+@functools.cache
+def outage_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean a store is unreachable or busy (retry later), not that
+    the data is bad: connection and timeout errors of every backend, a cluster failing
+    over, a Redis loading its data or out of memory. The one list the backends, the stream
+    processor and the HTTP layer share."""
     import sqlite3
 
+    import redis
+
+    return (ConnectionError, TimeoutError, sqlite3.OperationalError,
+            redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError,
+            redis.exceptions.TryAgainError, redis.exceptions.MasterDownError,
+            redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """``exc`` is one of :func:`outage_errors` or ``Unavailable`` (already translated)."""
     from relevo.errors import Unavailable
 
-    if isinstance(exc, (Unavailable, ConnectionError, TimeoutError, sqlite3.OperationalError)):
-        return True
-    try:
-        import redis
-    except ImportError:  # pragma: no cover - redis is a dependency
-        return False
-    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError,
-                            redis.exceptions.TryAgainError, redis.exceptions.MasterDownError,
-                            redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError,
-                            redis.exceptions.OutOfMemoryError))
+    return isinstance(exc, (Unavailable, *outage_errors()))
+
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_]{1,64}")
 

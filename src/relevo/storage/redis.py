@@ -56,11 +56,9 @@ from redis.cluster import RedisCluster
 from relevo.errors import ConfigError, Overloaded, StaleWrite, Unavailable
 from relevo.records import Decision, Event
 from relevo.storage.codec import decode_decision, decode_event, encode_decision, encode_event
-from relevo.storage.protocols import AppendResult, DeadLetter, Guard, LogEntry, check_namespace
+from relevo.storage.protocols import AppendResult, DeadLetter, Guard, LogEntry, check_namespace, outage_errors
 
-# Redis errors that mean "not reachable now" (a restart, a failover, a timeout)
-OUTAGE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
-          redis.exceptions.TryAgainError, redis.exceptions.MasterDownError)
+OUTAGE = outage_errors()  # "not reachable now": a restart, a failover, a timeout
 LEARN_NS = frozenset({"models", "rewards"})
 _PARTITION_NS = re.compile(r".*_p(\d+)")
 
@@ -274,7 +272,6 @@ class RedisEventLog(_RedisStore):
                  retention_s: float = 86400.0, max_backlog: int = 1_000_000, lease_ms: int = 10_000,
                  min_replicas: int = 0, replica_wait_ms: int = 500):
         super().__init__(client, prefix, partitions)
-        self.partitions = partitions
         self.dedup_ttl_s = int(dedup_ttl_s)
         self.retention_s = float(retention_s)
         self.max_backlog = int(max_backlog)
